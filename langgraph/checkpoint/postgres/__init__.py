@@ -1,0 +1,221 @@
+"""PostgreSQL checkpoint saver for LangGraph (sync).
+
+>>> from langgraph.checkpoint.postgres import PostgresSaver
+>>> with PostgresSaver.from_conn_string(DB_URI) as saver:  # doctest: +SKIP
+...     saver.setup()
+...     graph = builder.compile(checkpointer=saver)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from psycopg import Capabilities, Connection, Cursor, Pipeline
+from psycopg.rows import TupleRow, dict_row, tuple_row
+from psycopg_pool import ConnectionPool
+
+from langgraph.checkpoint.postgres import _internal
+from langgraph.checkpoint.postgres._json import use_orjson
+from langgraph.checkpoint.postgres.base import (
+    CURRENT_VERSION_SQL,
+    MIGRATIONS,
+    RECORD_VERSION_SQL,
+    SETUP_LOCK_KEY,
+    SETUP_LOCK_SQL,
+    BasePostgresSaver,
+    Statement,
+)
+
+__all__ = ["BasePostgresSaver", "PostgresSaver"]
+
+
+class PostgresSaver(BasePostgresSaver):
+    """Checkpoint saver that stores LangGraph state in PostgreSQL.
+
+    Give it a psycopg ``Connection`` (shared by all calls, behind a lock) or a
+    ``ConnectionPool`` (each call borrows its own connection, so calls from
+    several threads run in parallel). With a single connection you may also
+    pass a ``Pipeline`` on it. Call :meth:`setup` once per database (it is
+    safe on every start) before the first use.
+
+    Example::
+
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        with PostgresSaver.from_conn_string("postgresql://localhost/db") as saver:
+            saver.setup()
+            graph = builder.compile(checkpointer=saver)
+            graph.invoke(inputs, {"configurable": {"thread_id": "1"}})
+    """
+
+    lock: threading.Lock
+
+    def __init__(
+        self,
+        conn: _internal.Conn,
+        pipe: Pipeline | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        if isinstance(conn, ConnectionPool) and pipe is not None:
+            raise ValueError(
+                "a pipeline belongs to one connection: pass pipe= only with a "
+                "Connection, not with a ConnectionPool"
+            )
+        self.conn = conn
+        self.pipe = pipe
+        self.lock = threading.Lock()
+        self.supports_pipeline = Capabilities().has_pipeline()
+        # A pool hands every call its own connection; only one shared
+        # connection needs calls to take turns.
+        self._turn: AbstractContextManager[Any] = (
+            nullcontext() if isinstance(conn, ConnectionPool) else self.lock
+        )
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(
+        cls,
+        conn_string: str,
+        *,
+        pipeline: bool = False,
+        serde: SerializerProtocol | None = None,
+    ) -> Iterator[PostgresSaver]:
+        """Open a connection to ``conn_string`` and yield a saver that uses it.
+
+        The connection (and pipeline, with ``pipeline=True``) closes when the
+        block ends.
+        """
+        with Connection.connect(
+            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
+        ) as conn:
+            if pipeline:
+                with conn.pipeline() as pipe:
+                    yield cls(conn, pipe, serde=serde)
+            else:
+                yield cls(conn, serde=serde)
+
+    # -- I/O ---------------------------------------------------------------
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Cursor[TupleRow]]:
+        with self._turn, _internal.get_connection(self.conn) as conn:
+            _check_open(conn)
+            unit = nullcontext() if conn.autocommit else conn.transaction()
+            with unit, conn.cursor(binary=True, row_factory=tuple_row) as cur:
+                use_orjson(cur)
+                yield cur
+
+    def _fetch(self, statement: Statement) -> list[TupleRow]:
+        with self._cursor() as cur:
+            cur.execute(statement.sql, statement.params)
+            return cur.fetchall()
+
+    def _execute(self, statement: Statement) -> None:
+        with self._cursor() as cur:
+            cur.execute(statement.sql, statement.params)
+            if self.pipe is not None:
+                self.pipe.sync()
+
+    # -- API ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the tables, or migrate them to this package's version.
+
+        Safe to call on every start and from several processes at once: a
+        transaction-scoped advisory lock lets one migrate while the others
+        wait, and all migrations apply in one transaction.
+        """
+        with self._turn, _internal.get_connection(self.conn) as conn:
+            _check_open(conn)
+            with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,))
+                cur.execute(MIGRATIONS[0])
+                cur.execute(CURRENT_VERSION_SQL)
+                row = cur.fetchone()
+                for version, sql in self._pending_migrations(row[0] if row else None):
+                    cur.execute(sql)
+                    cur.execute(RECORD_VERSION_SQL, (version,))
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Return the checkpoint ``config`` names, or the thread's latest.
+
+        ``config["configurable"]`` holds ``thread_id``, optionally
+        ``checkpoint_ns`` (default ``""``) and ``checkpoint_id``.
+        """
+        rows = self._fetch(self._get_tuple_statement(config))
+        return self._load_tuple(rows[0]) if rows else None
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Yield checkpoints, newest first.
+
+        ``config=None`` lists every thread; a config without ``checkpoint_ns``
+        lists every namespace of its thread. ``filter`` matches metadata by
+        JSON containment, ``before`` keeps checkpoints older than the one it
+        names, ``limit`` caps the count.
+        """
+        statement = self._list_statement(
+            config, filter=filter, before=before, limit=limit
+        )
+        for row in self._fetch(statement):
+            yield self._load_tuple(row)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store ``checkpoint`` (and its new channel values) in one statement.
+
+        Returns the config that names the stored checkpoint.
+        """
+        statement, next_config = self._put_statement(
+            config, checkpoint, metadata, new_versions
+        )
+        self._execute(statement)
+        return next_config
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store the writes a task made against the checkpoint ``config`` names."""
+        statement = self._put_writes_statement(config, writes, task_id, task_path)
+        if statement is not None:
+            self._execute(statement)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint, blob and write of ``thread_id``, atomically."""
+        self._execute(self._delete_thread_statement(thread_id))
+
+
+def _check_open(conn: Connection[Any]) -> None:
+    if conn.closed:
+        raise RuntimeError(
+            "the saver's connection is closed: a saver from from_conn_string() "
+            "works only inside its `with` block; keep the block open while the "
+            "graph runs, or give the saver a ConnectionPool"
+        )

@@ -1,0 +1,55 @@
+"""JSONB encoding and decoding with orjson, scoped to the saver's own cursors.
+
+psycopg decodes ``jsonb`` with the standard library unless told otherwise.
+We register orjson loaders on each cursor the saver opens (never on the
+connection or globally), so the user's own queries on a shared connection keep
+whatever JSON handling they configured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Loader
+from psycopg.types.json import Jsonb
+
+# JSONB's binary wire format is a version byte followed by the JSON text.
+_JSONB_BINARY_VERSION = 1
+
+
+class _OrjsonJsonbTextLoader(Loader):
+    def load(self, data: Buffer) -> Any:
+        return orjson.loads(data)
+
+
+class _OrjsonJsonbBinaryLoader(Loader):
+    format = 1  # psycopg.pq.Format.BINARY
+
+    def load(self, data: Buffer) -> Any:
+        view = memoryview(data)
+        if view[0] != _JSONB_BINARY_VERSION:
+            raise ValueError(f"unknown jsonb binary format version {view[0]}")
+        return orjson.loads(view[1:])
+
+
+def use_orjson(context: AdaptContext) -> None:
+    """Decode ``jsonb`` results of this cursor (or connection) with orjson."""
+    adapters = context.adapters
+    adapters.register_loader("jsonb", _OrjsonJsonbTextLoader)
+    adapters.register_loader("jsonb", _OrjsonJsonbBinaryLoader)
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as JSON text for a ``jsonb`` parameter.
+
+    Non-string dict keys (ints in ``versions_seen`` of old checkpoints, for
+    instance) are written as strings, as the standard library does.
+    """
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+
+
+def jsonb(obj: Any) -> Jsonb:
+    """Wrap ``obj`` as a ``jsonb`` query parameter encoded by orjson."""
+    return Jsonb(obj, dumps=dumps)

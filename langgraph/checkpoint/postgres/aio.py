@@ -1,0 +1,292 @@
+"""PostgreSQL checkpoint saver for LangGraph (asyncio).
+
+>>> from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+>>> async with AsyncPostgresSaver.from_conn_string(DB_URI) as saver:  # doctest: +SKIP
+...     await saver.setup()
+...     graph = builder.compile(checkpointer=saver)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities
+from psycopg.rows import TupleRow, dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from langgraph.checkpoint.postgres import _ainternal
+from langgraph.checkpoint.postgres._json import use_orjson
+from langgraph.checkpoint.postgres.base import (
+    CURRENT_VERSION_SQL,
+    MIGRATIONS,
+    RECORD_VERSION_SQL,
+    SETUP_LOCK_KEY,
+    SETUP_LOCK_SQL,
+    BasePostgresSaver,
+    Statement,
+)
+
+__all__ = ["AsyncPostgresSaver"]
+
+T = TypeVar("T")
+
+
+class AsyncPostgresSaver(BasePostgresSaver):
+    """Asynchronous checkpoint saver that stores LangGraph state in PostgreSQL.
+
+    Give it a psycopg ``AsyncConnection`` (shared by all calls, behind a lock)
+    or an ``AsyncConnectionPool`` (each call borrows its own connection, so
+    concurrent tasks run in parallel). With a single connection you may also
+    pass an ``AsyncPipeline`` on it. Await :meth:`setup` once per database
+    before the first use.
+
+    The synchronous methods (``get_tuple``, ``list``, ``put``, ...) work from
+    other threads, by running the async method on the saver's event loop;
+    called on that loop's own thread they raise instead of deadlocking.
+
+    Example::
+
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(DB_URI) as saver:
+            await saver.setup()
+            graph = builder.compile(checkpointer=saver)
+            await graph.ainvoke(inputs, {"configurable": {"thread_id": "1"}})
+    """
+
+    lock: asyncio.Lock
+
+    def __init__(
+        self,
+        conn: _ainternal.Conn,
+        pipe: AsyncPipeline | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        if isinstance(conn, AsyncConnectionPool) and pipe is not None:
+            raise ValueError(
+                "a pipeline belongs to one connection: pass pipe= only with an "
+                "AsyncConnection, not with an AsyncConnectionPool"
+            )
+        self.conn = conn
+        self.pipe = pipe
+        self.lock = asyncio.Lock()
+        self.supports_pipeline = Capabilities().has_pipeline()
+        # A pool hands every call its own connection; only one shared
+        # connection needs calls to take turns.
+        self._turn: AbstractAsyncContextManager[Any] = (
+            nullcontext() if isinstance(conn, AsyncConnectionPool) else self.lock
+        )
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls,
+        conn_string: str,
+        *,
+        pipeline: bool = False,
+        serde: SerializerProtocol | None = None,
+    ) -> AsyncIterator[AsyncPostgresSaver]:
+        """Open a connection to ``conn_string`` and yield a saver that uses it.
+
+        The connection (and pipeline, with ``pipeline=True``) closes when the
+        block ends.
+        """
+        async with await AsyncConnection.connect(
+            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
+        ) as conn:
+            if pipeline:
+                async with conn.pipeline() as pipe:
+                    yield cls(conn, pipe, serde=serde)
+            else:
+                yield cls(conn, serde=serde)
+
+    # -- I/O ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[AsyncCursor[TupleRow]]:
+        self._remember_loop()
+        async with self._turn, _ainternal.get_connection(self.conn) as conn:
+            _check_open(conn)
+            unit = nullcontext() if conn.autocommit else conn.transaction()
+            async with unit, conn.cursor(binary=True, row_factory=tuple_row) as cur:
+                use_orjson(cur)
+                yield cur
+
+    async def _fetch(self, statement: Statement) -> list[TupleRow]:
+        async with self._cursor() as cur:
+            await cur.execute(statement.sql, statement.params)
+            return await cur.fetchall()
+
+    async def _execute(self, statement: Statement) -> None:
+        async with self._cursor() as cur:
+            await cur.execute(statement.sql, statement.params)
+            if self.pipe is not None:
+                await self.pipe.sync()
+
+    # -- async API ---------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create the tables, or migrate them to this package's version.
+
+        Safe to call on every start and from several processes at once: a
+        transaction-scoped advisory lock lets one migrate while the others
+        wait, and all migrations apply in one transaction.
+        """
+        self._remember_loop()
+        async with self._turn, _ainternal.get_connection(self.conn) as conn:
+            _check_open(conn)
+            async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,))
+                await cur.execute(MIGRATIONS[0])
+                await cur.execute(CURRENT_VERSION_SQL)
+                row = await cur.fetchone()
+                for version, sql in self._pending_migrations(row[0] if row else None):
+                    await cur.execute(sql)
+                    await cur.execute(RECORD_VERSION_SQL, (version,))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Return the checkpoint ``config`` names, or the thread's latest."""
+        rows = await self._fetch(self._get_tuple_statement(config))
+        return self._load_tuple(rows[0]) if rows else None
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Yield checkpoints, newest first (see :meth:`PostgresSaver.list`)."""
+        statement = self._list_statement(
+            config, filter=filter, before=before, limit=limit
+        )
+        for row in await self._fetch(statement):
+            yield self._load_tuple(row)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store ``checkpoint`` (and its new channel values) in one statement."""
+        statement, next_config = self._put_statement(
+            config, checkpoint, metadata, new_versions
+        )
+        await self._execute(statement)
+        return next_config
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store the writes a task made against the checkpoint ``config`` names."""
+        statement = self._put_writes_statement(config, writes, task_id, task_path)
+        if statement is not None:
+            await self._execute(statement)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint, blob and write of ``thread_id``, atomically."""
+        await self._execute(self._delete_thread_statement(thread_id))
+
+    # -- sync API, for callers on other threads ----------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._run_sync(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        items = self.alist(config, filter=filter, before=before, limit=limit)
+        while True:
+            try:
+                yield self._run_sync(items.__anext__())
+            except StopAsyncIteration:
+                return
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._run_sync(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        return self._run_sync(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        return self._run_sync(self.adelete_thread(thread_id))
+
+    # -- helpers -----------------------------------------------------------
+
+    def _remember_loop(self) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+
+    def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the saver's loop and wait for it from this thread."""
+        loop = self.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            coro.close()
+            if loop is None:
+                raise RuntimeError(
+                    "this AsyncPostgresSaver has no event loop yet: create it "
+                    "inside a running loop (async with "
+                    "AsyncPostgresSaver.from_conn_string(...)), or use "
+                    "PostgresSaver for synchronous code"
+                )
+            raise asyncio.InvalidStateError(
+                "synchronous calls to AsyncPostgresSaver would block its own "
+                "event loop: from async code use the async methods (aget_tuple, "
+                "alist, aput, ...) or graph.ainvoke/astream; call the sync "
+                "methods only from another thread, or use PostgresSaver"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def _check_open(conn: AsyncConnection[Any]) -> None:
+    if conn.closed:
+        raise RuntimeError(
+            "the saver's connection is closed: a saver from from_conn_string() "
+            "works only inside its `async with` block; keep the block open "
+            "while the graph runs, or give the saver an AsyncConnectionPool"
+        )
+

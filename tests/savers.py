@@ -1,0 +1,60 @@
+"""Ways to build a saver that the tests run everything through.
+
+Each kind is a way users connect: one connection, a pool (with the settings
+the docs recommend, and with psycopg's defaults: no autocommit, tuple rows),
+and a pipeline on one connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+from psycopg import AsyncConnection, Connection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+SYNC_KINDS = ["conn", "pool", "pool-defaults", "pipeline"]
+ASYNC_KINDS = ["aconn", "apool", "apool-defaults", "apipeline"]
+
+_RECOMMENDED = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+@contextmanager
+def sync_saver(kind: str, uri: str) -> Iterator[PostgresSaver]:
+    """Yield a :class:`PostgresSaver` on ``uri`` connected the ``kind`` way."""
+    if kind == "conn":
+        with Connection.connect(uri, **_RECOMMENDED) as conn:
+            yield PostgresSaver(conn)
+    elif kind == "pipeline":
+        with Connection.connect(uri, **_RECOMMENDED) as conn, conn.pipeline() as pipe:
+            yield PostgresSaver(conn, pipe)
+    elif kind in ("pool", "pool-defaults"):
+        kwargs = _RECOMMENDED if kind == "pool" else {}
+        with ConnectionPool(uri, min_size=1, max_size=4, kwargs=kwargs) as pool:
+            yield PostgresSaver(pool)
+    else:
+        raise ValueError(f"unknown sync saver kind {kind!r}")
+
+
+@asynccontextmanager
+async def async_saver(kind: str, uri: str) -> AsyncIterator[AsyncPostgresSaver]:
+    """Yield an :class:`AsyncPostgresSaver` on ``uri`` connected the ``kind`` way."""
+    if kind == "aconn":
+        async with await AsyncConnection.connect(uri, **_RECOMMENDED) as conn:
+            yield AsyncPostgresSaver(conn)
+    elif kind == "apipeline":
+        async with await AsyncConnection.connect(uri, **_RECOMMENDED) as conn:
+            async with conn.pipeline() as pipe:
+                yield AsyncPostgresSaver(conn, pipe)
+    elif kind in ("apool", "apool-defaults"):
+        kwargs = _RECOMMENDED if kind == "apool" else {}
+        async with AsyncConnectionPool(
+            uri, min_size=1, max_size=4, kwargs=kwargs, open=False
+        ) as pool:
+            yield AsyncPostgresSaver(pool)
+    else:
+        raise ValueError(f"unknown async saver kind {kind!r}")
