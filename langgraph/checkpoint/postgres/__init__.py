@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -19,6 +19,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import Capabilities, Connection, Cursor, Pipeline
@@ -210,6 +211,52 @@ class PostgresSaver(BasePostgresSaver):
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, blob and write of ``thread_id``, atomically."""
         self._execute(self._delete_thread_statement(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints whose metadata ``run_id`` is listed.
+
+        Their writes go with them, in every namespace, and so do the blobs no
+        remaining checkpoint references; all in one transaction.
+        """
+        statement = self._delete_for_runs_statement(run_ids)
+        if statement is not None:
+            self._execute(statement)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, blob and write of a thread to another thread id.
+
+        Ids, parent links, metadata and namespaces are kept, so the copy has
+        the same state and history; the source is unchanged.
+        """
+        self._execute(self._copy_thread_statement(source_thread_id, target_thread_id))
+
+    def prune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+    ) -> None:
+        """Remove old checkpoints of ``thread_ids``, atomically.
+
+        ``"keep_latest"`` keeps the newest checkpoint of each namespace with its
+        writes, plus, for threads that use a ``DeltaChannel``, the ancestors
+        back to the nearest snapshot of each delta channel, so that the state
+        rebuilt afterwards is unchanged. ``"delete"`` removes everything of
+        those threads. Blobs no kept checkpoint references are removed.
+        """
+        statement = self._prune_statement(thread_ids, strategy)
+        if statement is not None:
+            self._execute(statement)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Walk the ancestors of a checkpoint for ``channels``, in one query.
+
+        Returns what ``BaseCheckpointSaver.get_delta_channel_history`` does, in
+        a single round trip however deep the thread is.
+        """
+        if not channels:
+            return {}
+        rows = self._fetch(self._delta_history_statement(config, channels))
+        return self._load_delta_history(rows, channels)
 
 
 def _check_open(conn: Connection[Any]) -> None:

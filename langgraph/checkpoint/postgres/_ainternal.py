@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Union
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -12,9 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 #: What the async saver accepts: one connection, shared behind a lock, or a
 #: pool from which each call borrows a connection of its own.
-Conn = Union[
-    AsyncConnection[DictRow], AsyncConnectionPool[AsyncConnection[DictRow]]
-]
+Conn = AsyncConnection[DictRow] | AsyncConnectionPool[AsyncConnection[DictRow]]
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Union
+from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import DictRow
@@ -12,7 +12,7 @@ from psycopg_pool import ConnectionPool
 
 #: What the sync saver accepts: one connection, shared behind a lock, or a pool
 #: from which each call borrows a connection of its own.
-Conn = Union[Connection[DictRow], ConnectionPool[Connection[DictRow]]]
+Conn = Connection[DictRow] | ConnectionPool[Connection[DictRow]]
 
 
 @contextmanager

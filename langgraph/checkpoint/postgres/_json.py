@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
+from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
 # JSONB's binary wire format is a version byte followed by the JSON text.
@@ -25,7 +26,7 @@ class _OrjsonJsonbTextLoader(Loader):
 
 
 class _OrjsonJsonbBinaryLoader(Loader):
-    format = 1  # psycopg.pq.Format.BINARY
+    format = Format.BINARY
 
     def load(self, data: Buffer) -> Any:
         view = memoryview(data)

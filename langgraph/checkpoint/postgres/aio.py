@@ -9,7 +9,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -19,6 +25,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities
@@ -210,6 +217,44 @@ class AsyncPostgresSaver(BasePostgresSaver):
         """Delete every checkpoint, blob and write of ``thread_id``, atomically."""
         await self._execute(self._delete_thread_statement(thread_id))
 
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints whose metadata ``run_id`` is listed.
+
+        See :meth:`PostgresSaver.delete_for_runs`.
+        """
+        statement = self._delete_for_runs_statement(run_ids)
+        if statement is not None:
+            await self._execute(statement)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, blob and write of a thread to another thread id.
+
+        See :meth:`PostgresSaver.copy_thread`.
+        """
+        await self._execute(
+            self._copy_thread_statement(source_thread_id, target_thread_id)
+        )
+
+    async def aprune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+    ) -> None:
+        """Remove old checkpoints of ``thread_ids``, atomically.
+
+        See :meth:`PostgresSaver.prune`.
+        """
+        statement = self._prune_statement(thread_ids, strategy)
+        if statement is not None:
+            await self._execute(statement)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Walk the ancestors of a checkpoint for ``channels``, in one query."""
+        if not channels:
+            return {}
+        rows = await self._fetch(self._delta_history_statement(config, channels))
+        return self._load_delta_history(rows, channels)
+
     # -- sync API, for callers on other threads ----------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -226,7 +271,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
         items = self.alist(config, filter=filter, before=before, limit=limit)
         while True:
             try:
-                yield self._run_sync(items.__anext__())
+                yield self._run_sync(_next_item(items))
             except StopAsyncIteration:
                 return
 
@@ -250,6 +295,24 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
     def delete_thread(self, thread_id: str) -> None:
         return self._run_sync(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        return self._run_sync(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        return self._run_sync(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+    ) -> None:
+        return self._run_sync(self.aprune(thread_ids, strategy=strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._run_sync(
+            self.aget_delta_channel_history(config=config, channels=channels)
+        )
 
     # -- helpers -----------------------------------------------------------
 
@@ -282,6 +345,10 @@ class AsyncPostgresSaver(BasePostgresSaver):
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
+async def _next_item(items: AsyncIterator[T]) -> T:
+    return await items.__anext__()
+
+
 def _check_open(conn: AsyncConnection[Any]) -> None:
     if conn.closed:
         raise RuntimeError(
@@ -289,4 +356,3 @@ def _check_open(conn: AsyncConnection[Any]) -> None:
             "works only inside its `async with` block; keep the block open "
             "while the graph runs, or give the saver an AsyncConnectionPool"
         )
-

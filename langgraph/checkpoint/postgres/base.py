@@ -27,6 +27,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
     PendingWrite,
     get_serializable_checkpoint_metadata,
 )
@@ -100,6 +101,9 @@ MIGRATIONS: list[str] = [
     # 9
     "ALTER TABLE checkpoint_writes "
     "ADD COLUMN IF NOT EXISTS task_path TEXT NOT NULL DEFAULT ''",
+    # 10 (ours): delete_for_runs finds a run's checkpoints without a scan.
+    "CREATE INDEX IF NOT EXISTS checkpoints_run_id_idx "
+    "ON checkpoints ((metadata ->> 'run_id'))",
 ]
 
 #: Key of the transaction-scoped advisory lock that serialises ``setup()``
@@ -222,14 +226,274 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SE
 WHERE checkpoint_writes.idx < 0
 """
 
-DELETE_THREAD_SQL = """
+DELETE_THREADS_SQL = """
 WITH deleted_writes AS (
-    DELETE FROM checkpoint_writes WHERE thread_id = %(thread_id)s
+    DELETE FROM checkpoint_writes WHERE thread_id = ANY(%(thread_ids)s::text[])
 ), deleted_blobs AS (
-    DELETE FROM checkpoint_blobs WHERE thread_id = %(thread_id)s
+    DELETE FROM checkpoint_blobs WHERE thread_id = ANY(%(thread_ids)s::text[])
 )
-DELETE FROM checkpoints WHERE thread_id = %(thread_id)s
+DELETE FROM checkpoints WHERE thread_id = ANY(%(thread_ids)s::text[])
 """
+
+
+def _populated(checkpoint: str, channel: str) -> str:
+    """SQL: whether ``channel`` has a stored value at checkpoint row ``checkpoint``.
+
+    A value is stored inline in the checkpoint JSON (or marked there, for a
+    delta snapshot) or as a non-empty blob at the channel's version: exactly
+    the channels :meth:`BasePostgresSaver._load_tuple` puts in
+    ``channel_values``.
+    """
+    return f"""(
+        ({checkpoint}.checkpoint -> 'channel_values') ? {channel}
+        OR EXISTS (
+            SELECT 1 FROM checkpoint_blobs pb
+            WHERE pb.thread_id = {checkpoint}.thread_id
+                AND pb.checkpoint_ns = {checkpoint}.checkpoint_ns
+                AND pb.channel = {channel}
+                AND pb.version
+                    = {checkpoint}.checkpoint -> 'channel_versions' ->> {channel}
+                AND pb.type <> 'empty'
+        )
+    )"""
+
+
+def _delete_unreferenced_blobs(scope: str) -> str:
+    """SQL: delete the blobs matching ``scope`` (a condition on ``b``) that no
+    checkpoint in the CTE ``kept`` references.
+
+    It runs as the last part of a statement whose earlier CTEs delete
+    checkpoints; those deletions are not visible within the statement, so
+    what survives must be named (``kept``) rather than read back.
+    """
+    return f"""
+DELETE FROM checkpoint_blobs b
+WHERE {scope}
+    AND NOT EXISTS (
+        SELECT 1
+        FROM kept k
+        JOIN checkpoints kc
+            ON kc.thread_id = k.thread_id
+            AND kc.checkpoint_ns = k.checkpoint_ns
+            AND kc.checkpoint_id = k.checkpoint_id
+        WHERE k.thread_id = b.thread_id
+            AND k.checkpoint_ns = b.checkpoint_ns
+            AND kc.checkpoint -> 'channel_versions' ->> b.channel = b.version
+    )
+"""
+
+
+# Keep, per namespace of each thread, the newest checkpoint and, for every
+# delta channel it does not hold itself, the chain of ancestors back to the
+# nearest one that stores the channel's value (a snapshot), so that replaying
+# their writes rebuilds the same state. Delete every other checkpoint, their
+# writes, and the blobs no kept checkpoint references.
+PRUNE_KEEP_LATEST_SQL = f"""
+WITH RECURSIVE latest AS (
+    SELECT DISTINCT ON (thread_id, checkpoint_ns) *
+    FROM checkpoints
+    WHERE thread_id = ANY(%(thread_ids)s::text[])
+    ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
+), chain AS (
+    SELECT l.thread_id, l.checkpoint_ns, l.checkpoint_id, l.parent_checkpoint_id,
+        ARRAY(
+            SELECT ch
+            FROM jsonb_object_keys(
+                CASE jsonb_typeof(l.metadata -> 'counters_since_delta_snapshot')
+                WHEN 'object' THEN l.metadata -> 'counters_since_delta_snapshot'
+                END
+            ) ch
+            WHERE NOT {_populated("l", "ch")}
+        ) AS missing
+    FROM latest l
+    UNION ALL
+    SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
+        ARRAY(
+            SELECT ch FROM unnest(c.missing) ch WHERE NOT {_populated("p", "ch")}
+        )
+    FROM chain c
+    JOIN checkpoints p
+        ON p.thread_id = c.thread_id
+        AND p.checkpoint_ns = c.checkpoint_ns
+        AND p.checkpoint_id = c.parent_checkpoint_id
+    WHERE cardinality(c.missing) > 0
+), kept AS (
+    SELECT DISTINCT thread_id, checkpoint_ns, checkpoint_id FROM chain
+), deleted_writes AS (
+    DELETE FROM checkpoint_writes w
+    WHERE w.thread_id = ANY(%(thread_ids)s::text[])
+        AND NOT EXISTS (
+            SELECT 1 FROM kept k
+            WHERE k.thread_id = w.thread_id
+                AND k.checkpoint_ns = w.checkpoint_ns
+                AND k.checkpoint_id = w.checkpoint_id
+        )
+), deleted_checkpoints AS (
+    DELETE FROM checkpoints c
+    WHERE c.thread_id = ANY(%(thread_ids)s::text[])
+        AND NOT EXISTS (
+            SELECT 1 FROM kept k
+            WHERE k.thread_id = c.thread_id
+                AND k.checkpoint_ns = c.checkpoint_ns
+                AND k.checkpoint_id = c.checkpoint_id
+        )
+)
+{_delete_unreferenced_blobs("b.thread_id = ANY(%(thread_ids)s::text[])")}
+"""
+
+_DOOMED_NAMESPACES = (
+    "(b.thread_id, b.checkpoint_ns) IN (SELECT thread_id, checkpoint_ns FROM doomed)"
+)
+
+# Delete the checkpoints a run created, in every thread and namespace, with
+# their writes and the blobs that only they referenced.
+DELETE_FOR_RUNS_SQL = f"""
+WITH doomed AS (
+    SELECT thread_id, checkpoint_ns, checkpoint_id
+    FROM checkpoints
+    WHERE metadata ->> 'run_id' = ANY(%(run_ids)s::text[])
+), kept AS (
+    SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id
+    FROM checkpoints c
+    WHERE c.thread_id IN (SELECT thread_id FROM doomed)
+    EXCEPT
+    SELECT thread_id, checkpoint_ns, checkpoint_id FROM doomed
+), deleted_writes AS (
+    DELETE FROM checkpoint_writes w
+    USING doomed d
+    WHERE w.thread_id = d.thread_id
+        AND w.checkpoint_ns = d.checkpoint_ns
+        AND w.checkpoint_id = d.checkpoint_id
+), deleted_checkpoints AS (
+    DELETE FROM checkpoints c
+    USING doomed d
+    WHERE c.thread_id = d.thread_id
+        AND c.checkpoint_ns = d.checkpoint_ns
+        AND c.checkpoint_id = d.checkpoint_id
+)
+{_delete_unreferenced_blobs(_DOOMED_NAMESPACES)}
+"""
+
+# Copy every checkpoint, blob and write of a thread, in every namespace, to
+# another thread id, keeping ids, parents and metadata. Rows the target
+# already has are kept.
+COPY_THREAD_SQL = """
+WITH copied_checkpoints AS (
+    INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
+         checkpoint, metadata)
+    SELECT %(target)s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
+        checkpoint, metadata
+    FROM checkpoints
+    WHERE thread_id = %(source)s
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO NOTHING
+), copied_blobs AS (
+    INSERT INTO checkpoint_blobs
+        (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT %(target)s, checkpoint_ns, channel, version, type, blob
+    FROM checkpoint_blobs
+    WHERE thread_id = %(source)s
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)
+INSERT INTO checkpoint_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+     type, blob)
+SELECT %(target)s, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+    type, blob
+FROM checkpoint_writes
+WHERE thread_id = %(source)s
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
+"""
+
+# The ancestors of one checkpoint, nearest first, walked in one query for as
+# long as some requested channel has no stored value yet. For each ancestor:
+# the channels still wanted when it is reached (`wanted`), and after it
+# (`left`); the values of those it stores (wanted minus left); and its
+# writes to the wanted channels in `writes_sort_key` order.
+DELTA_HISTORY_SQL = f"""
+WITH RECURSIVE target AS (
+    SELECT thread_id, checkpoint_ns, parent_checkpoint_id
+    FROM checkpoints
+    WHERE thread_id = %(thread_id)s
+        AND checkpoint_ns = %(checkpoint_ns)s
+        AND (%(checkpoint_id)s::text IS NULL OR checkpoint_id = %(checkpoint_id)s)
+    ORDER BY checkpoint_id DESC
+    LIMIT 1
+), walk AS (
+    SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
+        1 AS depth,
+        %(channels)s::text[] AS wanted,
+        ARRAY(
+            SELECT ch FROM unnest(%(channels)s::text[]) ch
+            WHERE NOT {_populated("p", "ch")}
+        ) AS left_after
+    FROM target t
+    JOIN checkpoints p
+        ON p.thread_id = t.thread_id
+        AND p.checkpoint_ns = t.checkpoint_ns
+        AND p.checkpoint_id = t.parent_checkpoint_id
+    UNION ALL
+    SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
+        w.depth + 1,
+        w.left_after,
+        ARRAY(
+            SELECT ch FROM unnest(w.left_after) ch
+            WHERE NOT {_populated("p", "ch")}
+        )
+    FROM walk w
+    JOIN checkpoints p
+        ON p.thread_id = w.thread_id
+        AND p.checkpoint_ns = w.checkpoint_ns
+        AND p.checkpoint_id = w.parent_checkpoint_id
+    WHERE cardinality(w.left_after) > 0
+)
+SELECT
+    w.depth,
+    s.channels,
+    s.inline_values,
+    s.types,
+    s.blobs,
+    cw.task_ids,
+    cw.channels,
+    cw.types,
+    cw.blobs
+FROM walk w
+JOIN checkpoints c
+    ON c.thread_id = w.thread_id
+    AND c.checkpoint_ns = w.checkpoint_ns
+    AND c.checkpoint_id = w.checkpoint_id
+CROSS JOIN LATERAL (
+    SELECT
+        array_agg(ch) AS channels,
+        array_agg(c.checkpoint -> 'channel_values' -> ch) AS inline_values,
+        array_agg(bl.type) AS types,
+        array_agg(bl.blob) AS blobs
+    FROM unnest(w.wanted) ch
+    LEFT JOIN checkpoint_blobs bl
+        ON bl.thread_id = c.thread_id
+        AND bl.checkpoint_ns = c.checkpoint_ns
+        AND bl.channel = ch
+        AND bl.version = c.checkpoint -> 'channel_versions' ->> ch
+        AND bl.type <> 'empty'
+    WHERE ch <> ALL(w.left_after)
+) s
+CROSS JOIN LATERAL (
+    SELECT
+        array_agg(x.task_id ORDER BY x.task_path, x.task_id, x.idx) AS task_ids,
+        array_agg(x.channel ORDER BY x.task_path, x.task_id, x.idx) AS channels,
+        array_agg(x.type ORDER BY x.task_path, x.task_id, x.idx) AS types,
+        array_agg(x.blob ORDER BY x.task_path, x.task_id, x.idx) AS blobs
+    FROM checkpoint_writes x
+    WHERE x.thread_id = c.thread_id
+        AND x.checkpoint_ns = c.checkpoint_ns
+        AND x.checkpoint_id = c.checkpoint_id
+        AND x.channel = ANY(w.wanted)
+) cw
+ORDER BY w.depth
+"""
+
+#: Strategies ``prune`` accepts.
+PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 
 class Statement(NamedTuple):
@@ -379,7 +643,9 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             "thread_id": _thread_id(configurable),
             "checkpoint_ns": configurable.get("checkpoint_ns") or "",
         }
-        where = "WHERE c.thread_id = %(thread_id)s AND c.checkpoint_ns = %(checkpoint_ns)s"
+        where = (
+            "WHERE c.thread_id = %(thread_id)s AND c.checkpoint_ns = %(checkpoint_ns)s"
+        )
         if checkpoint_id := configurable.get("checkpoint_id"):
             params["checkpoint_id"] = str(checkpoint_id)
             return Statement(
@@ -455,8 +721,8 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 
         Values that JSON holds exactly stay inline in the checkpoint JSONB;
         every other value of a channel in ``new_versions`` becomes a blob keyed
-        by (channel, version). A channel in ``new_versions`` with no value gets
-        an ``empty`` blob, as the 3.x layout records it.
+        by (channel, version). Channels without a value get no row (older
+        layouts wrote ``empty`` blobs for them, which readers skip).
         """
         configurable = _configurable(config)
         thread_id = _thread_id(configurable)
@@ -476,17 +742,14 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         channels: list[str] = []
         versions: list[str] = []
         types: list[str] = []
-        blobs: list[bytes | None] = []
+        blobs: list[bytes] = []
         for channel, version in new_versions.items():
             if channel in stored:
                 type_, blob = self.serde.dumps_typed(stored[channel])
-                payload: bytes | None = blob
-            else:
-                type_, payload = "empty", None
-            channels.append(channel)
-            versions.append(str(version))
-            types.append(type_)
-            blobs.append(payload)
+                channels.append(channel)
+                versions.append(str(version))
+                types.append(type_)
+                blobs.append(blob)
 
         document = {**checkpoint, "channel_values": inline}
         params = {
@@ -553,7 +816,98 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         return Statement(UPSERT_WRITES_SQL, params)
 
     def _delete_thread_statement(self, thread_id: str) -> Statement:
-        return Statement(DELETE_THREAD_SQL, {"thread_id": str(thread_id)})
+        return Statement(DELETE_THREADS_SQL, {"thread_ids": [str(thread_id)]})
+
+    def _delete_for_runs_statement(self, run_ids: Sequence[str]) -> Statement | None:
+        """Build the ``delete_for_runs`` statement; ``None`` for no run ids."""
+        ids = _id_list(run_ids, "run_ids", "delete_for_runs")
+        if not ids:
+            return None
+        return Statement(DELETE_FOR_RUNS_SQL, {"run_ids": ids})
+
+    def _copy_thread_statement(
+        self, source_thread_id: str, target_thread_id: str
+    ) -> Statement:
+        return Statement(
+            COPY_THREAD_SQL,
+            {"source": str(source_thread_id), "target": str(target_thread_id)},
+        )
+
+    def _prune_statement(
+        self, thread_ids: Sequence[str], strategy: str
+    ) -> Statement | None:
+        """Build the ``prune`` statement; ``None`` for no thread ids."""
+        if strategy not in PRUNE_STRATEGIES:
+            raise ValueError(
+                f"unknown prune strategy {strategy!r}: use one of "
+                + ", ".join(repr(s) for s in PRUNE_STRATEGIES)
+            )
+        ids = _id_list(thread_ids, "thread_ids", "prune")
+        if not ids:
+            return None
+        sql = PRUNE_KEEP_LATEST_SQL if strategy == "keep_latest" else DELETE_THREADS_SQL
+        return Statement(sql, {"thread_ids": ids})
+
+    def _delta_history_statement(
+        self, config: RunnableConfig, channels: Sequence[str]
+    ) -> Statement:
+        configurable = _configurable(config)
+        checkpoint_id = configurable.get("checkpoint_id")
+        return Statement(
+            DELTA_HISTORY_SQL,
+            {
+                "thread_id": _thread_id(configurable),
+                "checkpoint_ns": configurable.get("checkpoint_ns") or "",
+                "checkpoint_id": str(checkpoint_id) if checkpoint_id else None,
+                "channels": list(dict.fromkeys(channels)),
+            },
+        )
+
+    def _load_delta_history(
+        self, rows: Sequence[Sequence[Any]], channels: Sequence[str]
+    ) -> dict[str, DeltaChannelHistory]:
+        """Assemble ``get_delta_channel_history``'s result from the walk's rows.
+
+        ``rows`` are the visited ancestors, nearest first. Writes come out
+        oldest first, each ancestor's in ``writes_sort_key`` order; the seed is
+        the value at the nearest ancestor that stores one.
+        """
+        loads = self.serde.loads_typed
+        writes: dict[str, list[PendingWrite]] = {ch: [] for ch in channels}
+        seeds: dict[str, Any] = {}
+        for row in reversed(rows):
+            (
+                _depth,
+                seed_channels,
+                seed_inline,
+                seed_types,
+                seed_payloads,
+                task_ids,
+                write_channels,
+                write_types,
+                write_payloads,
+            ) = row
+            for channel, inline, type_, payload in zip(
+                seed_channels or (),
+                seed_inline or (),
+                seed_types or (),
+                seed_payloads or (),
+            ):
+                seeds[channel] = inline if type_ is None else loads((type_, payload))
+            for task_id, channel, type_, payload in zip(
+                task_ids or (),
+                write_channels or (),
+                write_types or (),
+                write_payloads or (),
+            ):
+                writes[channel].append((task_id, channel, loads((type_, payload))))
+        result: dict[str, DeltaChannelHistory] = {}
+        for channel in channels:
+            entry: DeltaChannelHistory = {"writes": writes[channel]}
+            if channel in seeds:
+                entry["seed"] = seeds[channel]
+            result[channel] = entry
+        return result
 
     # -- rows to tuples ----------------------------------------------------
 
@@ -611,6 +965,16 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 
     def _load_tuples(self, rows: Iterable[Sequence[Any]]) -> list[CheckpointTuple]:
         return [self._load_tuple(row) for row in rows]
+
+
+def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
+    """Validate a list of thread or run ids; a bare string is a common slip."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TypeError(
+            f"{method}() takes a list of ids as {name}, not {type(ids).__name__} "
+            f"{ids!r}: wrap a single id in a list, e.g. {method}([{ids!r}])"
+        )
+    return [str(i) for i in ids]
 
 
 def _move_sends_into_channels(checkpoint: Checkpoint, sends: list[Any]) -> None:
