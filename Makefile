@@ -1,0 +1,59 @@
+# Developer tasks for langgraph-postgres-saver.
+#
+#   make install   create .venv (if missing) and install the package + dev extras
+#   make test      run the test suite (PYTEST_ARGS="-k foo -x" to pass arguments)
+#   make lint      ruff check, ruff format --check, mypy
+#   make format    apply ruff fixes and formatting
+#   make demo      run a small LangGraph graph against the saver (bench/demo.py)
+#   make bench     run the benchmark (bench/run.py)
+#   make db-up     start a Postgres in Docker on localhost:5442 (db-down stops it)
+#   make clean     remove the virtualenv and caches
+
+PY ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+LINT_PATHS := langgraph tests bench
+COMPOSE ?= docker compose
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install test lint format demo bench db-up db-down clean
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+
+install: $(VPY)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e '.[dev]'
+
+test:
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+
+format:
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
+demo:
+	$(VPY) bench/demo.py
+
+bench:
+	$(VPY) bench/run.py
+
+db-up:
+	$(COMPOSE) up -d
+
+db-down:
+	$(COMPOSE) down
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
