@@ -8,6 +8,8 @@ whatever JSON handling they configured.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -20,9 +22,24 @@ from psycopg.types.json import Jsonb
 _JSONB_BINARY_VERSION = 1
 
 
+# orjson reads integers beyond 64 bits as floats, silently. JSONB can hold
+# them (the 3.x package wrote such values inline), so a document that may
+# contain one, a number token of 19 or more digits, is read with the standard
+# library instead. Digits inside strings (channel versions) follow a quote and
+# do not match; a false match only costs speed.
+_LONG_INTEGER = re.compile(rb"[:,\[] ?-?\d{19}")
+
+
+def loads(data: Buffer) -> Any:
+    """Decode JSON text exactly, integers of any size included."""
+    if _LONG_INTEGER.search(data):
+        return json.loads(bytes(data))
+    return orjson.loads(data)
+
+
 class _OrjsonJsonbTextLoader(Loader):
     def load(self, data: Buffer) -> Any:
-        return orjson.loads(data)
+        return loads(data)
 
 
 class _OrjsonJsonbBinaryLoader(Loader):
@@ -32,7 +49,7 @@ class _OrjsonJsonbBinaryLoader(Loader):
         view = memoryview(data)
         if view[0] != _JSONB_BINARY_VERSION:
             raise ValueError(f"unknown jsonb binary format version {view[0]}")
-        return orjson.loads(view[1:])
+        return loads(view[1:])
 
 
 def use_orjson(context: AdaptContext) -> None:
@@ -46,9 +63,15 @@ def dumps(obj: Any) -> bytes:
     """Encode ``obj`` as JSON text for a ``jsonb`` parameter.
 
     Non-string dict keys (ints in ``versions_seen`` of old checkpoints, for
-    instance) are written as strings, as the standard library does.
+    instance) are written as strings, as the standard library does. Integers
+    beyond 64 bits, which orjson refuses, go through the standard library.
     """
-    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False).encode()
 
 
 def jsonb(obj: Any) -> Jsonb:

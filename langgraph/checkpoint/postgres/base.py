@@ -507,8 +507,9 @@ class Statement(NamedTuple):
 # Values
 # --------------------------------------------------------------------------
 
-# JSONB holds 64-bit-safe integers exactly; orjson refuses larger ones.
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+# JSONB numbers are exact decimals; far beyond any real value, an integer
+# goes to a blob (and the serializer says whether it can hold it).
+_INT_LIMIT = 10**1000
 
 # Marker left in the checkpoint JSON for a channel whose value is a
 # `_DeltaSnapshot` blob, so that SQL can find snapshot checkpoints without
@@ -531,7 +532,7 @@ def _is_inline(value: Any) -> bool:
     if kind is str:
         return "\x00" not in value
     if kind is int:
-        return _INT_MIN <= value <= _INT_MAX
+        return -_INT_LIMIT < value < _INT_LIMIT
     if kind is float:
         if not math.isfinite(value) or (value == 0.0 and math.copysign(1, value) < 0):
             return False

@@ -1,0 +1,310 @@
+"""Behaviour of the savers that the conformance suite does not cover."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import threading
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from psycopg_pool import ConnectionPool
+
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.base import (
+    MIGRATIONS,
+    BasePostgresSaver,
+    IncompatibleSchemaError,
+)
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+
+
+def _config(thread_id: Any, ns: str = "") -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
+
+
+def _checkpoint(values: dict[str, Any], version: str = "1") -> Any:
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = values
+    checkpoint["channel_versions"] = {k: version for k in values}
+    return checkpoint
+
+
+def _put(saver: PostgresSaver, thread_id: Any, values: dict[str, Any]) -> Any:
+    checkpoint = _checkpoint(values)
+    return saver.put(
+        _config(thread_id), checkpoint, {}, dict(checkpoint["channel_versions"])
+    )
+
+
+def _rows(uri: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(uri) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3, 4").fetchall()
+            for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+        }
+
+
+# -- values round-trip unchanged ----------------------------------------------
+
+AWKWARD_VALUES: dict[str, Any] = {
+    "plain": "text",
+    "unicode": "é中😀",
+    "nul": "a\x00b",
+    "backslash": 'c:\\path "quoted"',
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "ninf": float("-inf"),
+    "negzero": -0.0,
+    "exp": 1e20,
+    "tiny": 5e-324,
+    "half": 0.5,
+    "bigint": 2**80,
+    "negbigint": -(10**30),
+    "int": -(2**63),
+    "true": True,
+    "none": None,
+    "enum": Color.RED,
+    "list": [1, "x", None],
+    "bytes": b"\x00\xff",
+    "ch\\with\\backslash": "v",
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    if isinstance(a, float):
+        return (
+            type(b) is float and a == b and math.copysign(1, a) == math.copysign(1, b)
+        )
+    return type(a) is type(b) and a == b
+
+
+def test_channel_values_round_trip_exactly(saver: PostgresSaver) -> None:
+    config = _put(saver, "values", AWKWARD_VALUES)
+    loaded = saver.get_tuple(config)
+    assert loaded is not None
+    values = loaded.checkpoint["channel_values"]
+    assert set(values) == set(AWKWARD_VALUES)
+    for key, value in AWKWARD_VALUES.items():
+        assert _same(value, values[key]), (key, value, values[key])
+
+
+def test_values_json_cannot_hold_stay_out_of_the_checkpoint_json(db_uri: str) -> None:
+    with PostgresSaver.from_conn_string(db_uri) as saver:
+        _put(saver, "json", AWKWARD_VALUES)
+    with psycopg.connect(db_uri) as conn:
+        (inline,) = conn.execute(
+            "SELECT checkpoint -> 'channel_values' FROM checkpoints"
+        ).fetchone()
+        blobs = {r[0] for r in conn.execute("SELECT channel FROM checkpoint_blobs")}
+    assert set(inline) == {
+        "plain",
+        "unicode",
+        "backslash",
+        "half",
+        "int",
+        "bigint",
+        "negbigint",
+        "true",
+        "none",
+        "ch\\with\\backslash",
+    }
+    assert blobs == set(AWKWARD_VALUES) - set(inline)
+
+
+def test_delta_snapshot_is_a_blob_with_a_marker(db_uri: str) -> None:
+    with PostgresSaver.from_conn_string(db_uri) as saver:
+        config = _put(saver, "delta", {"msgs": _DeltaSnapshot([1, 2])})
+        loaded = saver.get_tuple(config)
+    assert loaded is not None
+    assert loaded.checkpoint["channel_values"]["msgs"] == _DeltaSnapshot([1, 2])
+    with psycopg.connect(db_uri) as conn:
+        (inline,) = conn.execute(
+            "SELECT checkpoint -> 'channel_values' FROM checkpoints"
+        ).fetchone()
+    assert inline == {"msgs": True}
+
+
+def test_writes_round_trip_with_awkward_names(saver: PostgresSaver) -> None:
+    config = _put(saver, "writes", {})
+    saver.put_writes(
+        config, [("ch\\1", "a\x00b"), ('ch"2', float("nan"))], "task\\1", "path\\x"
+    )
+    loaded = saver.get_tuple(config)
+    assert loaded is not None
+    (t1, c1, v1), (t2, c2, v2) = loaded.pending_writes or []
+    assert (t1, c1, v1) == ("task\\1", "ch\\1", "a\x00b")
+    assert (t2, c2) == ("task\\1", 'ch"2') and math.isnan(v2)
+
+
+@pytest.mark.parametrize("thread_id", [42, uuid.UUID(int=7)])
+def test_non_string_thread_ids_are_found_on_every_path(
+    saver: PostgresSaver, thread_id: Any
+) -> None:
+    config = _put(saver, thread_id, {"k": [1]})
+    assert config["configurable"]["thread_id"] == str(thread_id)
+    assert saver.get_tuple(_config(thread_id)) is not None
+    assert len(list(saver.list(_config(thread_id)))) == 1
+    saver.delete_thread(thread_id)
+    assert saver.get_tuple(_config(thread_id)) is None
+
+
+def test_missing_thread_id_names_the_key(saver: PostgresSaver) -> None:
+    with pytest.raises(ValueError, match="thread_id"):
+        saver.get_tuple({"configurable": {}})
+    with pytest.raises(ValueError, match="thread_id"):
+        saver.put({"configurable": {}}, _checkpoint({}), {}, {})
+
+
+def test_put_writes_without_checkpoint_id_names_the_key(saver: PostgresSaver) -> None:
+    with pytest.raises(ValueError, match="checkpoint_id"):
+        saver.put_writes(_config("t"), [("a", 1)], "task")
+
+
+def test_special_writes_overwrite_and_ordinary_writes_keep_the_first(
+    saver: PostgresSaver,
+) -> None:
+    config = _put(saver, "w", {})
+    saver.put_writes(config, [("a", 1), ("__error__", "first")], "task")
+    saver.put_writes(config, [("a", 2), ("__error__", "second")], "task")
+    loaded = saver.get_tuple(config)
+    assert loaded is not None
+    assert loaded.pending_writes == [
+        ("task", "__error__", "second"),
+        ("task", "a", 1),
+    ]
+
+
+# -- versions -------------------------------------------------------------------
+
+
+def test_next_versions_compare_as_strings_and_forks_differ() -> None:
+    saver = BasePostgresSaver()
+    version = None
+    seen = []
+    for _ in range(12):
+        version = saver.get_next_version(version)
+        seen.append(version)
+    assert seen == sorted(seen)
+    assert saver.get_next_version(seen[3]) != saver.get_next_version(seen[3])
+    assert saver.get_next_version(9).startswith(f"{10:032}.")
+
+
+# -- setup ------------------------------------------------------------------------
+
+
+def test_setup_creates_every_migration_once_and_is_repeatable(
+    empty_db_uri: str,
+) -> None:
+    with PostgresSaver.from_conn_string(empty_db_uri) as saver:
+        saver.setup()
+        saver.setup()
+    with psycopg.connect(empty_db_uri) as conn:
+        versions = [
+            r[0] for r in conn.execute("SELECT v FROM checkpoint_migrations ORDER BY v")
+        ]
+    assert versions == list(range(len(MIGRATIONS)))
+
+
+def test_setup_from_many_threads_at_once(empty_db_uri: str) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with PostgresSaver.from_conn_string(empty_db_uri) as saver:
+                saver.setup()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assert
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with psycopg.connect(empty_db_uri) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM checkpoint_migrations").fetchone()
+    assert count == len(MIGRATIONS)
+
+
+def test_setup_works_on_a_connection_without_autocommit(empty_db_uri: str) -> None:
+    with psycopg.connect(empty_db_uri) as conn:
+        PostgresSaver(conn).setup()
+        conn.commit()
+    with psycopg.connect(empty_db_uri) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM checkpoint_migrations").fetchone()
+    assert count == len(MIGRATIONS)
+
+
+def test_setup_refuses_a_newer_database(db_uri: str) -> None:
+    newer = len(MIGRATIONS) + 5
+    with psycopg.connect(db_uri, autocommit=True) as conn:
+        conn.execute("INSERT INTO checkpoint_migrations (v) VALUES (%s)", (newer,))
+    with PostgresSaver.from_conn_string(db_uri) as saver:
+        with pytest.raises(IncompatibleSchemaError) as info:
+            saver.setup()
+    assert str(newer) in str(info.value)
+    assert str(len(MIGRATIONS) - 1) in str(info.value)
+
+
+# -- connections ---------------------------------------------------------------
+
+
+def test_saver_used_after_its_block_says_so(db_uri: str) -> None:
+    with PostgresSaver.from_conn_string(db_uri) as saver:
+        pass
+    with pytest.raises(RuntimeError, match="from_conn_string"):
+        saver.get_tuple(_config("t"))
+
+
+def test_pool_with_psycopg_defaults_commits_writes(db_uri: str) -> None:
+    with ConnectionPool(db_uri, min_size=1, max_size=2) as pool:
+        config = _put(PostgresSaver(pool), "defaults", {"k": "v"})
+    with PostgresSaver.from_conn_string(db_uri) as saver:
+        loaded = saver.get_tuple(config)
+    assert loaded is not None and loaded.checkpoint["channel_values"] == {"k": "v"}
+
+
+def test_pipe_with_a_pool_is_refused(db_uri: str) -> None:
+    with ConnectionPool(db_uri, min_size=1, max_size=1) as pool:
+        with psycopg.connect(db_uri) as conn, conn.pipeline() as pipe:
+            with pytest.raises(ValueError, match="pipeline"):
+                PostgresSaver(pool, pipe)  # type: ignore[arg-type]
+
+
+# -- the async saver's sync methods -------------------------------------------
+
+
+async def test_async_saver_sync_methods_work_from_another_thread(db_uri: str) -> None:
+    async with AsyncPostgresSaver.from_conn_string(db_uri) as saver:
+
+        def from_thread() -> tuple[Any, int]:
+            config = saver.put(_config("t"), _checkpoint({"k": [1]}), {}, {"k": "1"})
+            saver.put_writes(config, [("k", 2)], "task")
+            return saver.get_tuple(config), len(list(saver.list(None)))
+
+        loaded, count = await asyncio.to_thread(from_thread)
+    assert loaded.checkpoint["channel_values"] == {"k": [1]}
+    assert loaded.pending_writes == [("task", "k", 2)]
+    assert count == 1
+
+
+async def test_async_saver_sync_methods_on_its_loop_raise(db_uri: str) -> None:
+    async with AsyncPostgresSaver.from_conn_string(db_uri) as saver:
+        with pytest.raises(asyncio.InvalidStateError, match="aget_tuple"):
+            saver.get_tuple(_config("t"))
+        with pytest.raises(asyncio.InvalidStateError):
+            list(saver.list(None))
+        # Still usable afterwards: nothing was left half-done.
+        assert await saver.aget_tuple(_config("t")) is None
