@@ -138,16 +138,22 @@ class PostgresSaver(BasePostgresSaver):
         transaction-scoped advisory lock lets one migrate while the others
         wait, and all migrations apply in one transaction.
         """
+        # Statements run unprepared, each on its own cursor, and a pipeline is
+        # synced at the end: DDL makes psycopg deallocate prepared statements,
+        # which in pipeline mode would race with statements queued after it.
         with self._turn, _internal.get_connection(self.conn) as conn:
             _check_open(conn)
-            with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-                cur.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,))
-                cur.execute(MIGRATIONS[0])
-                cur.execute(CURRENT_VERSION_SQL)
-                row = cur.fetchone()
+            with conn.transaction():
+                conn.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,), prepare=False)
+                conn.execute(MIGRATIONS[0], prepare=False)
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(CURRENT_VERSION_SQL, prepare=False)
+                    row = cur.fetchone()
                 for version, sql in self._pending_migrations(row[0] if row else None):
-                    cur.execute(sql)
-                    cur.execute(RECORD_VERSION_SQL, (version,))
+                    conn.execute(sql, prepare=False)
+                    conn.execute(RECORD_VERSION_SQL, (version,), prepare=False)
+            if self.pipe is not None:
+                self.pipe.sync()
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Return the checkpoint ``config`` names, or the thread's latest.

@@ -156,16 +156,21 @@ class AsyncPostgresSaver(BasePostgresSaver):
         wait, and all migrations apply in one transaction.
         """
         self._remember_loop()
+        # See PostgresSaver.setup for why statements run unprepared, each on
+        # its own cursor, with the pipeline synced at the end.
         async with self._turn, _ainternal.get_connection(self.conn) as conn:
             _check_open(conn)
-            async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-                await cur.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,))
-                await cur.execute(MIGRATIONS[0])
-                await cur.execute(CURRENT_VERSION_SQL)
-                row = await cur.fetchone()
+            async with conn.transaction():
+                await conn.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,), prepare=False)
+                await conn.execute(MIGRATIONS[0], prepare=False)
+                async with conn.cursor(row_factory=tuple_row) as cur:
+                    await cur.execute(CURRENT_VERSION_SQL, prepare=False)
+                    row = await cur.fetchone()
                 for version, sql in self._pending_migrations(row[0] if row else None):
-                    await cur.execute(sql)
-                    await cur.execute(RECORD_VERSION_SQL, (version,))
+                    await conn.execute(sql, prepare=False)
+                    await conn.execute(RECORD_VERSION_SQL, (version,), prepare=False)
+            if self.pipe is not None:
+                await self.pipe.sync()
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Return the checkpoint ``config`` names, or the thread's latest."""
