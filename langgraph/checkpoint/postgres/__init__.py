@@ -177,13 +177,12 @@ class PostgresSaver(BasePostgresSaver):
         ``config=None`` lists every thread; a config without ``checkpoint_ns``
         lists every namespace of its thread. ``filter`` matches metadata by
         JSON containment, ``before`` keeps checkpoints older than the one it
-        names, ``limit`` caps the count.
+        names, ``limit`` caps the count. Rows arrive in pages; between pages
+        no connection or lock is held, so the loop body may call the saver.
         """
-        statement = self._list_statement(
-            config, filter=filter, before=before, limit=limit
-        )
-        for row in self._fetch(statement):
-            yield self._load_tuple(row)
+        pages = self._list_pages(config, filter=filter, before=before, limit=limit)
+        while (statement := pages.next_statement()) is not None:
+            yield from pages.load(self._fetch(statement))
 
     def put(
         self,

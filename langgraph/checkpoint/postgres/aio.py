@@ -186,11 +186,10 @@ class AsyncPostgresSaver(BasePostgresSaver):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """Yield checkpoints, newest first (see :meth:`PostgresSaver.list`)."""
-        statement = self._list_statement(
-            config, filter=filter, before=before, limit=limit
-        )
-        for row in await self._fetch(statement):
-            yield self._load_tuple(row)
+        pages = self._list_pages(config, filter=filter, before=before, limit=limit)
+        while (statement := pages.next_statement()) is not None:
+            for item in pages.load(await self._fetch(statement)):
+                yield item
 
     async def aput(
         self,

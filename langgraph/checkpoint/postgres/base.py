@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -40,6 +40,7 @@ __all__ = [
     "MIGRATIONS",
     "BasePostgresSaver",
     "IncompatibleSchemaError",
+    "ListPages",
     "Statement",
 ]
 
@@ -123,9 +124,11 @@ class IncompatibleSchemaError(RuntimeError):
 # Statements
 # --------------------------------------------------------------------------
 
-# One row per checkpoint, with everything needed to rebuild its tuple: the
-# blobs its channel_versions point at, its pending writes, and, for
+# One row per checkpoint of `{selection}` (a query on `checkpoints` that
+# filters, orders and limits), with everything needed to rebuild its tuple:
+# the blobs its channel_versions point at, its pending writes, and, for
 # checkpoints older than format v4, the sends its parent scheduled. The
+# selection runs first so that only the rows returned pay for the joins. The
 # arrays come back column-wise (no text/bytea casts, which would mangle
 # backslashes in channel names).
 SELECT_CHECKPOINTS_SQL = """
@@ -145,7 +148,7 @@ SELECT
     w.blobs,
     s.types,
     s.blobs
-FROM checkpoints c
+FROM ({selection}) c
 CROSS JOIN LATERAL (
     SELECT
         array_agg(bl.channel) AS channels,
@@ -181,7 +184,19 @@ CROSS JOIN LATERAL (
         AND ps.checkpoint_id = c.parent_checkpoint_id
         AND ps.channel = '__pregel_tasks'
 ) s
+ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC
 """
+
+#: Rows ``list()`` fetches per round trip. It streams: between pages it holds
+#: no connection and no lock, so the caller's loop body may use the saver.
+LIST_PAGE_SIZE = 100
+
+
+def _select_checkpoints(wheres: Sequence[str], tail: str = "") -> str:
+    where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
+    selection = f"SELECT * FROM checkpoints c {where} {tail}"
+    return SELECT_CHECKPOINTS_SQL.format(selection=selection)
+
 
 # Blobs are immutable per (channel, version), so an existing one is kept;
 # a checkpoint written again under the same id replaces its content.
@@ -644,30 +659,23 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             "thread_id": _thread_id(configurable),
             "checkpoint_ns": configurable.get("checkpoint_ns") or "",
         }
-        where = (
-            "WHERE c.thread_id = %(thread_id)s AND c.checkpoint_ns = %(checkpoint_ns)s"
-        )
+        wheres = ["c.thread_id = %(thread_id)s", "c.checkpoint_ns = %(checkpoint_ns)s"]
         if checkpoint_id := configurable.get("checkpoint_id"):
             params["checkpoint_id"] = str(checkpoint_id)
-            return Statement(
-                f"{SELECT_CHECKPOINTS_SQL}{where} "
-                "AND c.checkpoint_id = %(checkpoint_id)s",
-                params,
-            )
-        return Statement(
-            f"{SELECT_CHECKPOINTS_SQL}{where} ORDER BY c.checkpoint_id DESC LIMIT 1",
-            params,
-        )
+            wheres.append("c.checkpoint_id = %(checkpoint_id)s")
+            return Statement(_select_checkpoints(wheres), params)
+        tail = "ORDER BY c.checkpoint_id DESC LIMIT 1"
+        return Statement(_select_checkpoints(wheres, tail), params)
 
-    def _list_statement(
+    def _list_pages(
         self,
         config: RunnableConfig | None,
         *,
         filter: dict[str, Any] | None,
         before: RunnableConfig | None,
         limit: int | None,
-    ) -> Statement:
-        """Build the ``list()`` query.
+    ) -> ListPages:
+        """Plan the ``list()`` queries.
 
         ``config`` narrows to a thread (every namespace unless
         ``checkpoint_ns`` is given) or a single checkpoint; ``filter`` matches
@@ -700,16 +708,12 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 )
             wheres.append("c.checkpoint_id < %(before)s")
             params["before"] = str(before_id)
-        sql = SELECT_CHECKPOINTS_SQL
-        if wheres:
-            sql += "WHERE " + " AND ".join(wheres)
-        sql += " ORDER BY c.checkpoint_id DESC"
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise ValueError(f"limit must be a non-negative int, not {limit!r}")
-            sql += " LIMIT %(limit)s"
-            params["limit"] = limit
-        return Statement(sql, params)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit must be a non-negative int, not {limit!r}")
+        one_namespace = "thread_id" in params and "checkpoint_ns" in params
+        return ListPages(self, wheres, params, limit, one_namespace)
 
     def _put_statement(
         self,
@@ -966,6 +970,71 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 
     def _load_tuples(self, rows: Iterable[Sequence[Any]]) -> list[CheckpointTuple]:
         return [self._load_tuple(row) for row in rows]
+
+
+class ListPages:
+    """Keyset pagination of one ``list()`` call; holds no connection.
+
+    The savers loop: ``next_statement()``, execute it, ``load(rows)``, until
+    ``next_statement()`` returns ``None``. Each page resumes after the last
+    row of the previous one, ordered by (checkpoint_id, thread_id,
+    checkpoint_ns) descending.
+    """
+
+    def __init__(
+        self,
+        saver: BasePostgresSaver,
+        wheres: list[str],
+        params: dict[str, Any],
+        limit: int | None,
+        one_namespace: bool,
+    ) -> None:
+        self._saver = saver
+        self._wheres = wheres
+        self._params = params
+        self._remaining = limit
+        # Within one (thread, namespace), checkpoint ids are unique and the
+        # primary key serves `checkpoint_id < last` directly.
+        self._one_namespace = one_namespace
+        self._after: tuple[str, str, str] | None = None
+        self._page_size = 0
+        self._done = False
+
+    def next_statement(self) -> Statement | None:
+        """The query for the next page, or ``None`` when there is no more."""
+        if self._done or self._remaining == 0:
+            return None
+        size = LIST_PAGE_SIZE
+        if self._remaining is not None:
+            size = min(size, self._remaining)
+        wheres = list(self._wheres)
+        params = {**self._params, "page_size": size}
+        if self._after is not None:
+            params["after_id"], params["after_thread"], params["after_ns"] = self._after
+            if self._one_namespace:
+                wheres.append("c.checkpoint_id < %(after_id)s")
+            else:
+                wheres.append(
+                    "(c.checkpoint_id, c.thread_id, c.checkpoint_ns)"
+                    " < (%(after_id)s, %(after_thread)s, %(after_ns)s)"
+                )
+        tail = (
+            "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC"
+            " LIMIT %(page_size)s"
+        )
+        self._page_size = size
+        return Statement(_select_checkpoints(wheres, tail), params)
+
+    def load(self, rows: Sequence[Sequence[Any]]) -> Iterator[CheckpointTuple]:
+        """Note where the page ended, and decode its rows one by one."""
+        if len(rows) < self._page_size:
+            self._done = True
+        if rows:
+            thread_id, checkpoint_ns, checkpoint_id = rows[-1][:3]
+            self._after = (checkpoint_id, thread_id, checkpoint_ns)
+        if self._remaining is not None:
+            self._remaining -= len(rows)
+        return (self._saver._load_tuple(row) for row in rows)
 
 
 def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
