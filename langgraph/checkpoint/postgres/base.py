@@ -130,7 +130,8 @@ class IncompatibleSchemaError(RuntimeError):
 # checkpoints older than format v4, the sends its parent scheduled. The
 # selection runs first so that only the rows returned pay for the joins. The
 # arrays come back column-wise (no text/bytea casts, which would mangle
-# backslashes in channel names).
+# backslashes in channel names). Writes sort by `writes_sort_key`, which
+# compares code points: hence COLLATE "C", whatever the database's collation.
 SELECT_CHECKPOINTS_SQL = """
 SELECT
     c.thread_id,
@@ -164,10 +165,18 @@ CROSS JOIN LATERAL (
 ) b
 CROSS JOIN LATERAL (
     SELECT
-        array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS task_ids,
-        array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS channels,
-        array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS types,
-        array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS blobs
+        array_agg(cw.task_id ORDER BY
+            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
+        ) AS task_ids,
+        array_agg(cw.channel ORDER BY
+            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
+        ) AS channels,
+        array_agg(cw.type ORDER BY
+            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
+        ) AS types,
+        array_agg(cw.blob ORDER BY
+            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
+        ) AS blobs
     FROM checkpoint_writes cw
     WHERE cw.thread_id = c.thread_id
         AND cw.checkpoint_ns = c.checkpoint_ns
@@ -175,8 +184,12 @@ CROSS JOIN LATERAL (
 ) w
 CROSS JOIN LATERAL (
     SELECT
-        array_agg(ps.type ORDER BY ps.task_path, ps.task_id, ps.idx) AS types,
-        array_agg(ps.blob ORDER BY ps.task_path, ps.task_id, ps.idx) AS blobs
+        array_agg(ps.type ORDER BY
+            ps.task_path COLLATE "C", ps.task_id COLLATE "C", ps.idx
+        ) AS types,
+        array_agg(ps.blob ORDER BY
+            ps.task_path COLLATE "C", ps.task_id COLLATE "C", ps.idx
+        ) AS blobs
     FROM checkpoint_writes ps
     WHERE (c.checkpoint ->> 'v')::int < 4
         AND ps.thread_id = c.thread_id
@@ -494,10 +507,18 @@ CROSS JOIN LATERAL (
 ) s
 CROSS JOIN LATERAL (
     SELECT
-        array_agg(x.task_id ORDER BY x.task_path, x.task_id, x.idx) AS task_ids,
-        array_agg(x.channel ORDER BY x.task_path, x.task_id, x.idx) AS channels,
-        array_agg(x.type ORDER BY x.task_path, x.task_id, x.idx) AS types,
-        array_agg(x.blob ORDER BY x.task_path, x.task_id, x.idx) AS blobs
+        array_agg(x.task_id ORDER BY
+            x.task_path COLLATE "C", x.task_id COLLATE "C", x.idx
+        ) AS task_ids,
+        array_agg(x.channel ORDER BY
+            x.task_path COLLATE "C", x.task_id COLLATE "C", x.idx
+        ) AS channels,
+        array_agg(x.type ORDER BY
+            x.task_path COLLATE "C", x.task_id COLLATE "C", x.idx
+        ) AS types,
+        array_agg(x.blob ORDER BY
+            x.task_path COLLATE "C", x.task_id COLLATE "C", x.idx
+        ) AS blobs
     FROM checkpoint_writes x
     WHERE x.thread_id = c.thread_id
         AND x.checkpoint_ns = c.checkpoint_ns
