@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg_pool import ConnectionPool
 
@@ -186,6 +187,42 @@ def test_special_writes_overwrite_and_ordinary_writes_keep_the_first(
     ]
 
 
+class XorCipher:
+    """A toy cipher: enough to see what the saver stores encrypted."""
+
+    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+        return "xor", bytes(b ^ 0x5A for b in plaintext)
+
+    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+        assert ciphername == "xor"
+        return bytes(b ^ 0x5A for b in ciphertext)
+
+
+def test_encrypted_serializer_keeps_no_value_in_plaintext(db_uri: str) -> None:
+    serde = EncryptedSerializer(XorCipher())
+    secret = "s3cret-value"
+    with PostgresSaver.from_conn_string(db_uri, serde=serde) as saver:
+        config = _put(saver, "enc", {"text": secret, "n": 7, "items": [secret]})
+        saver.put_writes(config, [("text", secret)], "task")
+        loaded = saver.get_tuple(config)
+    assert loaded is not None
+    assert loaded.checkpoint["channel_values"] == {
+        "text": secret,
+        "n": 7,
+        "items": [secret],
+    }
+    assert loaded.pending_writes == [("task", "text", secret)]
+    with psycopg.connect(db_uri) as conn:
+        dump = conn.execute(
+            "SELECT (SELECT string_agg(checkpoint::text, '') FROM checkpoints)"
+            " || (SELECT string_agg(encode(blob, 'escape'), '') FROM checkpoint_blobs)"
+            " || (SELECT string_agg(encode(blob, 'escape'), '') FROM checkpoint_writes)"
+        ).fetchone()[0]
+        types = {r[0] for r in conn.execute("SELECT type FROM checkpoint_blobs")}
+    assert secret not in dump
+    assert types == {"msgpack+xor"}
+
+
 # -- versions -------------------------------------------------------------------
 
 
@@ -215,6 +252,21 @@ def test_setup_creates_every_migration_once_and_is_repeatable(
             r[0] for r in conn.execute("SELECT v FROM checkpoint_migrations ORDER BY v")
         ]
     assert versions == list(range(len(MIGRATIONS)))
+
+
+def test_thread_lookups_use_the_primary_keys(db_uri: str) -> None:
+    with psycopg.connect(db_uri, autocommit=True) as conn:
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+        assert "checkpoints_thread_id_idx" not in names
+        conn.execute("SET enable_seqscan = off")
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    f"EXPLAIN DELETE FROM {table} WHERE thread_id = ANY(%s)", (["t"],)
+                )
+            )
+            assert f"{table}_pkey" in plan, plan
 
 
 def test_setup_from_many_threads_at_once(empty_db_uri: str) -> None:

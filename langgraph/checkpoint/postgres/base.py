@@ -32,6 +32,7 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 
 from langgraph.checkpoint.postgres import _json
@@ -105,6 +106,11 @@ MIGRATIONS: list[str] = [
     # 10 (ours): delete_for_runs finds a run's checkpoints without a scan.
     "CREATE INDEX IF NOT EXISTS checkpoints_run_id_idx "
     "ON checkpoints ((metadata ->> 'run_id'))",
+    # 11 (ours): the single-column thread_id indexes of 6-8 duplicate the
+    # leading column of each primary key, which serves the same lookups; they
+    # only slow every write. Nothing depends on them.
+    "DROP INDEX IF EXISTS checkpoints_thread_id_idx, "
+    "checkpoint_blobs_thread_id_idx, checkpoint_writes_thread_id_idx",
 ]
 
 #: Key of the transaction-scoped advisory lock that serialises ``setup()``
@@ -745,7 +751,8 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
     ) -> tuple[Statement, RunnableConfig]:
         """Build the ``put`` statement and the config ``put`` returns.
 
-        Values that JSON holds exactly stay inline in the checkpoint JSONB;
+        Values that JSON holds exactly stay inline in the checkpoint JSONB
+        (unless the serializer encrypts);
         every other value of a channel in ``new_versions`` becomes a blob keyed
         by (channel, version). Channels without a value get no row (older
         layouts wrote ``empty`` blobs for them, which readers skip).
@@ -757,8 +764,11 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 
         inline: dict[str, Any] = {}
         stored: dict[str, Any] = {}
+        # With an encrypting serializer every value goes to a blob: inline
+        # JSON would keep it in plaintext.
+        may_inline = not isinstance(self.serde, EncryptedSerializer)
         for channel, value in checkpoint["channel_values"].items():
-            if _is_inline(value):
+            if may_inline and _is_inline(value):
                 inline[channel] = value
             else:
                 stored[channel] = value
