@@ -162,11 +162,17 @@ CROSS JOIN LATERAL (
         array_agg(bl.type) AS types,
         array_agg(bl.blob) AS blobs
     FROM jsonb_each_text(c.checkpoint -> 'channel_versions') cv
-    JOIN checkpoint_blobs bl
-        ON bl.thread_id = c.thread_id
-        AND bl.checkpoint_ns = c.checkpoint_ns
-        AND bl.channel = cv.key
-        AND bl.version = cv.value
+    CROSS JOIN LATERAL (
+        -- LIMIT keeps this a primary-key lookup per channel: as a plain join
+        -- the planner may hash every blob of the thread.
+        SELECT x.channel, x.type, x.blob
+        FROM checkpoint_blobs x
+        WHERE x.thread_id = c.thread_id
+            AND x.checkpoint_ns = c.checkpoint_ns
+            AND x.channel = cv.key
+            AND x.version = cv.value
+        LIMIT 1
+    ) bl
     WHERE bl.type <> 'empty'
 ) b
 CROSS JOIN LATERAL (
@@ -217,6 +223,7 @@ def _select_checkpoints(wheres: Sequence[str], tail: str = "") -> str:
     return SELECT_CHECKPOINTS_SQL.format(selection=selection)
 
 
+# Arrays travel in binary (%b): the text format would escape every byte.
 # Blobs are immutable per (channel, version), so an existing one is kept;
 # a checkpoint written again under the same id replaces its content.
 # One statement, hence one transaction, even on an autocommit connection.
@@ -226,8 +233,8 @@ WITH new_blobs AS (
         (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT %(thread_id)s, %(checkpoint_ns)s, ch, ver, ty, bl
     FROM unnest(
-        %(channels)s::text[], %(versions)s::text[], %(types)s::text[],
-        %(blobs)s::bytea[]
+        %(channels)b::text[], %(versions)b::text[], %(types)b::text[],
+        %(blobs)b::bytea[]
     ) AS t(ch, ver, ty, bl)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
@@ -251,7 +258,7 @@ INSERT INTO checkpoint_writes
 SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s,
     %(task_path)s, ix, ch, ty, bl
 FROM unnest(
-    %(idxs)s::int[], %(channels)s::text[], %(types)s::text[], %(blobs)s::bytea[]
+    %(idxs)b::int[], %(channels)b::text[], %(types)b::text[], %(blobs)b::bytea[]
 ) AS t(ix, ch, ty, bl)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
     channel = EXCLUDED.channel,
@@ -278,17 +285,19 @@ def _populated(checkpoint: str, channel: str) -> str:
     the channels :meth:`BasePostgresSaver._load_tuple` puts in
     ``channel_values``.
     """
+    # A scalar subquery (not EXISTS, which the planner may turn into a join
+    # hashing every blob of the thread) keeps this one primary-key lookup.
     return f"""(
         ({checkpoint}.checkpoint -> 'channel_values') ? {channel}
-        OR EXISTS (
-            SELECT 1 FROM checkpoint_blobs pb
+        OR (
+            SELECT pb.type <> 'empty' FROM checkpoint_blobs pb
             WHERE pb.thread_id = {checkpoint}.thread_id
                 AND pb.checkpoint_ns = {checkpoint}.checkpoint_ns
                 AND pb.channel = {channel}
                 AND pb.version
                     = {checkpoint}.checkpoint -> 'channel_versions' ->> {channel}
-                AND pb.type <> 'empty'
-        )
+            LIMIT 1
+        ) IS TRUE
     )"""
 
 
@@ -456,9 +465,9 @@ WITH RECURSIVE target AS (
 ), walk AS (
     SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
         1 AS depth,
-        %(channels)s::text[] AS wanted,
+        %(channels)b::text[] AS wanted,
         ARRAY(
-            SELECT ch FROM unnest(%(channels)s::text[]) ch
+            SELECT ch FROM unnest(%(channels)b::text[]) ch
             WHERE NOT {_populated("p", "ch")}
         ) AS left_after
     FROM target t
@@ -503,12 +512,16 @@ CROSS JOIN LATERAL (
         array_agg(bl.type) AS types,
         array_agg(bl.blob) AS blobs
     FROM unnest(w.wanted) ch
-    LEFT JOIN checkpoint_blobs bl
-        ON bl.thread_id = c.thread_id
-        AND bl.checkpoint_ns = c.checkpoint_ns
-        AND bl.channel = ch
-        AND bl.version = c.checkpoint -> 'channel_versions' ->> ch
-        AND bl.type <> 'empty'
+    LEFT JOIN LATERAL (
+        SELECT x.type, x.blob
+        FROM checkpoint_blobs x
+        WHERE x.thread_id = c.thread_id
+            AND x.checkpoint_ns = c.checkpoint_ns
+            AND x.channel = ch
+            AND x.version = c.checkpoint -> 'channel_versions' ->> ch
+            AND x.type <> 'empty'
+        LIMIT 1
+    ) bl ON true
     WHERE ch <> ALL(w.left_after)
 ) s
 CROSS JOIN LATERAL (
