@@ -6,6 +6,7 @@ import asyncio
 import enum
 import math
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -360,3 +361,79 @@ async def test_async_saver_sync_methods_on_its_loop_raise(db_uri: str) -> None:
             list(saver.list(None))
         # Still usable afterwards: nothing was left half-done.
         assert await saver.aget_tuple(_config("t")) is None
+
+
+# -- pools ------------------------------------------------------------------------
+
+
+def _wait_for_lock_waiter(db_uri: str) -> None:
+    """Block until some session of the test database waits on a lock."""
+    with psycopg.connect(db_uri, autocommit=True) as conn:
+        for _ in range(500):
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("no call ever waited on the lock")
+
+
+def test_pool_config_opens_an_owned_pool_whose_calls_run_in_parallel(
+    db_uri: str,
+) -> None:
+    pool_config = {"min_size": 1, "max_size": 3, "max_idle": 60.0, "check": True}
+    with PostgresSaver.from_conn_string(db_uri, pool_config=pool_config) as saver:
+        assert isinstance(saver.conn, ConnectionPool)
+        assert saver.conn.max_size == 3
+        config = _put(saver, "writes", {})
+        with psycopg.connect(db_uri) as blocker:
+            blocker.execute("LOCK TABLE checkpoint_writes IN ACCESS EXCLUSIVE MODE")
+            stuck = threading.Thread(
+                target=saver.put_writes, args=(config, [("a", 1)], "task")
+            )
+            stuck.start()
+            _wait_for_lock_waiter(db_uri)
+            # Another call goes ahead on its own connection meanwhile.
+            _put(saver, "other", {"k": "v"})
+            assert stuck.is_alive()
+            blocker.rollback()
+        stuck.join(timeout=10)
+        loaded = saver.get_tuple(config)
+        assert loaded is not None and loaded.pending_writes == [("task", "a", 1)]
+        pool = saver.conn
+    assert pool.closed
+
+
+async def test_async_pool_config_opens_an_owned_pool_whose_calls_run_in_parallel(
+    db_uri: str,
+) -> None:
+    async with AsyncPostgresSaver.from_conn_string(
+        db_uri, pool_config={"max_size": 3}
+    ) as saver:
+        assert isinstance(saver.conn, AsyncConnectionPool)
+        config = await saver.aput(_config("w"), _checkpoint({}), {}, {})
+        with psycopg.connect(db_uri) as blocker:
+            blocker.execute("LOCK TABLE checkpoint_writes IN ACCESS EXCLUSIVE MODE")
+            stuck = asyncio.create_task(saver.aput_writes(config, [("a", 1)], "task"))
+            await asyncio.to_thread(_wait_for_lock_waiter, db_uri)
+            await saver.aput(_config("other"), _checkpoint({"k": "v"}), {}, {"k": "1"})
+            assert not stuck.done()
+            blocker.rollback()
+        await asyncio.wait_for(stuck, 10)
+        loaded = await saver.aget_tuple(config)
+        assert loaded is not None and loaded.pending_writes == [("task", "a", 1)]
+        pool = saver.conn
+    assert pool.closed
+
+
+def test_pool_config_errors_name_the_problem(db_uri: str) -> None:
+    with pytest.raises(ValueError, match="max_sise"):
+        with PostgresSaver.from_conn_string(db_uri, pool_config={"max_sise": 3}):
+            pass
+    with pytest.raises(ValueError, match="pipeline"):
+        with PostgresSaver.from_conn_string(
+            db_uri, pipeline=True, pool_config={"max_size": 3}
+        ):
+            pass

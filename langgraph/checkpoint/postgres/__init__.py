@@ -23,19 +23,22 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import Capabilities, Connection, Cursor, Pipeline
-from psycopg.rows import TupleRow, dict_row, tuple_row
+from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres import _internal
 from langgraph.checkpoint.postgres._json import use_orjson
 from langgraph.checkpoint.postgres.base import (
+    CONNECTION_KWARGS,
     CURRENT_VERSION_SQL,
     MIGRATIONS,
     RECORD_VERSION_SQL,
     SETUP_LOCK_KEY,
     SETUP_LOCK_SQL,
     BasePostgresSaver,
+    PoolConfig,
     Statement,
+    pool_arguments,
 )
 
 __all__ = ["BasePostgresSaver", "PostgresSaver"]
@@ -92,15 +95,30 @@ class PostgresSaver(BasePostgresSaver):
         *,
         pipeline: bool = False,
         serde: SerializerProtocol | None = None,
+        pool_config: PoolConfig | None = None,
     ) -> Iterator[PostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
-        The connection (and pipeline, with ``pipeline=True``) closes when the
-        block ends.
+        With ``pool_config`` (e.g. ``{"max_size": 10, "check": True}``) the
+        saver opens and uses a ``ConnectionPool`` instead, so calls from
+        several threads run in parallel. The connection, pipeline or pool
+        closes when the block ends.
         """
-        with Connection.connect(
-            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
-        ) as conn:
+        if pool_config is not None:
+            if pipeline:
+                raise ValueError(
+                    "pipeline=True needs a single connection: leave out "
+                    "pool_config, or pipeline"
+                )
+            check = (
+                ConnectionPool.check_connection if pool_config.get("check") else None
+            )
+            with ConnectionPool(
+                conn_string, check=check, **pool_arguments(pool_config)
+            ) as pool:
+                yield cls(pool, serde=serde)
+            return
+        with Connection.connect(conn_string, **CONNECTION_KWARGS) as conn:
             if pipeline:
                 with conn.pipeline() as pipe:
                     yield cls(conn, pipe, serde=serde)

@@ -29,19 +29,22 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities
-from psycopg.rows import TupleRow, dict_row, tuple_row
+from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres._json import use_orjson
 from langgraph.checkpoint.postgres.base import (
+    CONNECTION_KWARGS,
     CURRENT_VERSION_SQL,
     MIGRATIONS,
     RECORD_VERSION_SQL,
     SETUP_LOCK_KEY,
     SETUP_LOCK_SQL,
     BasePostgresSaver,
+    PoolConfig,
     Statement,
+    pool_arguments,
 )
 
 __all__ = ["AsyncPostgresSaver"]
@@ -108,14 +111,33 @@ class AsyncPostgresSaver(BasePostgresSaver):
         *,
         pipeline: bool = False,
         serde: SerializerProtocol | None = None,
+        pool_config: PoolConfig | None = None,
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
-        The connection (and pipeline, with ``pipeline=True``) closes when the
-        block ends.
+        With ``pool_config`` (e.g. ``{"max_size": 10, "check": True}``) the
+        saver opens and uses an ``AsyncConnectionPool`` instead, so concurrent
+        tasks run in parallel. The connection, pipeline or pool closes when
+        the block ends.
         """
+        if pool_config is not None:
+            if pipeline:
+                raise ValueError(
+                    "pipeline=True needs a single connection: leave out "
+                    "pool_config, or pipeline"
+                )
+            check = (
+                AsyncConnectionPool.check_connection
+                if pool_config.get("check")
+                else None
+            )
+            async with AsyncConnectionPool(
+                conn_string, check=check, open=False, **pool_arguments(pool_config)
+            ) as pool:
+                yield cls(pool, serde=serde)
+            return
         async with await AsyncConnection.connect(
-            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
+            conn_string, **CONNECTION_KWARGS
         ) as conn:
             if pipeline:
                 async with conn.pipeline() as pipe:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypedDict, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -34,12 +34,14 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
+from psycopg.rows import dict_row
 
 from langgraph.checkpoint.postgres import _json
 
 __all__ = [
     "MIGRATIONS",
     "BasePostgresSaver",
+    "PoolConfig",
     "IncompatibleSchemaError",
     "ListPages",
     "Statement",
@@ -120,6 +122,46 @@ SETUP_LOCK_KEY = 0x6C676370
 SETUP_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 CURRENT_VERSION_SQL = "SELECT max(v) FROM checkpoint_migrations"
 RECORD_VERSION_SQL = "INSERT INTO checkpoint_migrations (v) VALUES (%s)"
+
+
+class PoolConfig(TypedDict, total=False):
+    """Settings of the pool that ``from_conn_string(..., pool_config=...)`` opens.
+
+    Each key is the psycopg_pool ``ConnectionPool`` argument of the same name;
+    ``check=True`` tests a connection before handing it out, so that one the
+    server or a load balancer dropped while idle is replaced, not used.
+    """
+
+    min_size: int
+    max_size: int
+    max_idle: float
+    max_lifetime: float
+    timeout: float
+    check: bool
+
+
+#: Connection settings the savers' own connections and pools use.
+CONNECTION_KWARGS: dict[str, Any] = {
+    "autocommit": True,
+    "prepare_threshold": 0,
+    "row_factory": dict_row,
+}
+
+
+def pool_arguments(pool_config: PoolConfig) -> dict[str, Any]:
+    """Check ``pool_config`` and turn it into pool constructor arguments."""
+    unknown = set(pool_config) - set(PoolConfig.__annotations__)
+    if unknown:
+        raise ValueError(
+            f"unknown pool_config keys {sorted(unknown)}: use "
+            + ", ".join(sorted(PoolConfig.__annotations__))
+        )
+    arguments: dict[str, Any] = {k: v for k, v in pool_config.items() if k != "check"}
+    if "max_size" in arguments and "min_size" not in arguments:
+        # psycopg_pool's default min_size (4) would exceed a smaller max_size.
+        arguments["min_size"] = min(4, arguments["max_size"])
+    arguments["kwargs"] = dict(CONNECTION_KWARGS)
+    return arguments
 
 
 class IncompatibleSchemaError(RuntimeError):
