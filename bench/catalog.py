@@ -1,0 +1,54 @@
+"""The benchmark's workload list: names, kinds, targets and descriptions.
+
+Shared by the runner (``bench/run.py``) and the worker (``bench/workloads.py``).
+It imports nothing beyond the standard library so the runner can read it
+without loading any checkpointer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["ratio", "floor", "memory"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One workload as the runner sees it.
+
+    ``kind`` is ``"ratio"`` for a workload measured on both sides and compared,
+    ``"floor"`` for the psycopg-only floor (measured once, no ratio) and
+    ``"memory"`` for the large-data workloads (both sides, fewer repetitions,
+    no target). ``target`` is the wanted median ratio ours/theirs, if any.
+    """
+
+    name: str
+    kind: Kind
+    target: float | None
+    description: str
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("put", "ratio", 1.3, "put of a realistic checkpoint, one connection"),
+    Spec("aput", "ratio", 1.3, "async put of a realistic checkpoint"),
+    Spec("put_writes", "ratio", 1.5, "put_writes of 3 writes"),
+    Spec("aput_writes", "ratio", 1.5, "async put_writes of 3 writes"),
+    Spec("get_tuple_latest", "ratio", 3.0, "get_tuple latest, 300-ckpt thread"),
+    Spec("aget_tuple_latest", "ratio", 3.0, "async get_tuple latest"),
+    Spec("get_tuple_random", "ratio", 3.0, "get_tuple by random id, 300 ckpts"),
+    Spec("aget_tuple_random", "ratio", 3.0, "async get_tuple by random id"),
+    Spec("list_20", "ratio", 2.0, "list(limit=20) on a 300-ckpt thread"),
+    Spec("alist_20", "ratio", 2.0, "async alist(limit=20)"),
+    Spec("list_all", "ratio", 3.0, "list of a whole 300-ckpt thread"),
+    Spec("alist_all", "ratio", 3.0, "async alist of a whole 300-ckpt thread"),
+    Spec("graph", "ratio", 1.5, "3-node StateGraph invoke"),
+    Spec("agraph", "ratio", 1.5, "3-node StateGraph ainvoke"),
+    Spec("async_pool", "ratio", 2.0, "64 tasks, AsyncConnectionPool(8), cycles"),
+    Spec("sync_pool_threads", "ratio", 1.5, "8 threads, ConnectionPool(8), cycles"),
+    Spec("floor", "floor", None, "psycopg only: prepared INSERT + SELECT"),
+    Spec("memory_list", "memory", None, "list() over 5,000 ckpts of 100 KB"),
+    Spec("get_tuple_deep", "memory", None, "get_tuple, 10,000-ckpt vs 10 thread"),
+)
+
+BY_NAME: dict[str, Spec] = {spec.name: spec for spec in SPECS}

