@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -22,7 +23,8 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from psycopg import Capabilities, Connection, Cursor, Pipeline
+from psycopg import Capabilities, Connection, Cursor, Pipeline, pq
+from psycopg.errors import DeadlockDetected
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import ConnectionPool
 
@@ -30,18 +32,18 @@ from langgraph.checkpoint.postgres import _internal
 from langgraph.checkpoint.postgres._json import use_orjson
 from langgraph.checkpoint.postgres.base import (
     CONNECTION_KWARGS,
-    CURRENT_VERSION_SQL,
-    MIGRATIONS,
-    RECORD_VERSION_SQL,
-    SETUP_LOCK_KEY,
-    SETUP_LOCK_SQL,
+    MAX_SETUP_DEADLOCKS,
     BasePostgresSaver,
+    ConnectionLostError,
     PoolConfig,
     Statement,
+    connection_lost_message,
     pool_arguments,
 )
 
 __all__ = ["BasePostgresSaver", "PostgresSaver"]
+
+T = TypeVar("T")
 
 
 class PostgresSaver(BasePostgresSaver):
@@ -49,9 +51,16 @@ class PostgresSaver(BasePostgresSaver):
 
     Give it a psycopg ``Connection`` (shared by all calls, behind a lock) or a
     ``ConnectionPool`` (each call borrows its own connection, so calls from
-    several threads run in parallel). With a single connection you may also
-    pass a ``Pipeline`` on it. Call :meth:`setup` once per database (it is
-    safe on every start) before the first use.
+    several threads run in parallel, and a call whose connection the server
+    dropped is retried once on a fresh one). With a single connection you may
+    also pass a ``Pipeline`` on it. Call :meth:`setup` once per database (it
+    is safe on every start) before the first use.
+
+    ``schema`` keeps the tables in that Postgres schema (created by
+    :meth:`setup`) instead of the connection's ``search_path``. ``timeout``
+    (seconds) bounds each database call: one the server does not answer in
+    time raises :class:`~langgraph.checkpoint.postgres.base.CallTimeoutError`
+    instead of hanging.
 
     Example::
 
@@ -70,8 +79,11 @@ class PostgresSaver(BasePostgresSaver):
         conn: _internal.Conn,
         pipe: Pipeline | None = None,
         serde: SerializerProtocol | None = None,
+        *,
+        schema: str | None = None,
+        timeout: float | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, schema=schema, timeout=timeout)
         if isinstance(conn, ConnectionPool) and pipe is not None:
             raise ValueError(
                 "a pipeline belongs to one connection: pass pipe= only with a "
@@ -79,6 +91,7 @@ class PostgresSaver(BasePostgresSaver):
             )
         self.conn = conn
         self.pipe = pipe
+        self._pooled = isinstance(conn, ConnectionPool)
         self.lock = threading.Lock()
         self.supports_pipeline = Capabilities().has_pipeline()
         # A pool hands every call its own connection; only one shared
@@ -96,6 +109,8 @@ class PostgresSaver(BasePostgresSaver):
         pipeline: bool = False,
         serde: SerializerProtocol | None = None,
         pool_config: PoolConfig | None = None,
+        schema: str | None = None,
+        timeout: float | None = None,
     ) -> Iterator[PostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
@@ -116,36 +131,60 @@ class PostgresSaver(BasePostgresSaver):
             with ConnectionPool(
                 conn_string, check=check, **pool_arguments(pool_config)
             ) as pool:
-                yield cls(pool, serde=serde)
+                yield cls(pool, serde=serde, schema=schema, timeout=timeout)
             return
         with Connection.connect(conn_string, **CONNECTION_KWARGS) as conn:
             if pipeline:
                 with conn.pipeline() as pipe:
-                    yield cls(conn, pipe, serde=serde)
+                    yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
             else:
-                yield cls(conn, serde=serde)
+                yield cls(conn, serde=serde, schema=schema, timeout=timeout)
 
     # -- I/O ---------------------------------------------------------------
 
     @contextmanager
-    def _cursor(self) -> Iterator[Cursor[TupleRow]]:
+    def _connection(self, *, bounded: bool = True) -> Iterator[Connection[Any]]:
+        timeout = self.timeout if bounded else None
         with self._turn, _internal.get_connection(self.conn) as conn:
-            _check_open(conn)
+            _check_open(conn, pooled=self._pooled)
+            with _internal.guarded(conn, timeout=timeout, pooled=self._pooled):
+                yield conn
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Cursor[TupleRow]]:
+        with self._connection() as conn:
             unit = nullcontext() if conn.autocommit else conn.transaction()
             with unit, conn.cursor(binary=True, row_factory=tuple_row) as cur:
                 use_orjson(cur)
                 yield cur
 
-    def _fetch(self, statement: Statement) -> list[TupleRow]:
+    def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
         with self._cursor() as cur:
             cur.execute(statement.sql, statement.params)
-            return cur.fetchall()
-
-    def _execute(self, statement: Statement) -> None:
-        with self._cursor() as cur:
-            cur.execute(statement.sql, statement.params)
+            if fetch:
+                return cur.fetchall()
             if self.pipe is not None:
                 self.pipe.sync()
+            return []
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        # Every statement and setup() are safe to repeat (reads, upserts,
+        # idempotent deletes, copies and migrations), so a call whose pooled
+        # connection broke runs once more, after the pool has replaced its
+        # dead idle connections.
+        try:
+            return call()
+        except ConnectionLostError:
+            if not isinstance(self.conn, ConnectionPool):
+                raise
+            self.conn.check()
+        return call()
+
+    def _fetch(self, statement: Statement) -> list[TupleRow]:
+        return self._retrying(partial(self._run, statement, fetch=True))
+
+    def _execute(self, statement: Statement) -> None:
+        self._retrying(partial(self._run, statement, fetch=False))
 
     # -- API ---------------------------------------------------------------
 
@@ -154,22 +193,39 @@ class PostgresSaver(BasePostgresSaver):
 
         Safe to call on every start and from several processes at once: a
         transaction-scoped advisory lock lets one migrate while the others
-        wait, and all migrations apply in one transaction.
+        wait. Migrations apply in one transaction, except that on a populated
+        database an index is built ``CONCURRENTLY`` outside it (when no
+        transaction of the caller is open), so writers are not locked out.
         """
-        # Statements run unprepared, each on its own cursor, and a pipeline is
-        # synced at the end: DDL makes psycopg deallocate prepared statements,
-        # which in pipeline mode would race with statements queued after it.
-        with self._turn, _internal.get_connection(self.conn) as conn:
-            _check_open(conn)
-            with conn.transaction():
-                conn.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,), prepare=False)
-                conn.execute(MIGRATIONS[0], prepare=False)
-                with conn.cursor(row_factory=tuple_row) as cur:
-                    cur.execute(CURRENT_VERSION_SQL, prepare=False)
-                    row = cur.fetchone()
-                for version, sql in self._pending_migrations(row[0] if row else None):
-                    conn.execute(sql, prepare=False)
-                    conn.execute(RECORD_VERSION_SQL, (version,), prepare=False)
+        self._retrying(self._setup_once)
+
+    def _setup_once(self) -> None:
+        # Unbounded by `timeout`: building an index may take minutes.
+        with self._connection(bounded=False) as conn:
+            # CONCURRENTLY refuses to run in a transaction or a pipeline.
+            online = (
+                self.pipe is None
+                and conn.info.transaction_status == pq.TransactionStatus.IDLE
+            )
+            built: set[int] = set()
+            deadlocks = 0
+            while True:
+                with conn.transaction():
+                    steps = self._migration_steps(online=online, built=built)
+                    version = _internal.run_steps(conn, steps)
+                if version is None:
+                    break
+                try:
+                    with _internal.autocommit(conn):
+                        steps = self._online_migration_steps(version)
+                        _internal.run_steps(conn, steps)
+                except DeadlockDetected:
+                    # Two setup() started one build at once; see the steps.
+                    deadlocks += 1
+                    if deadlocks > MAX_SETUP_DEADLOCKS:
+                        raise
+                    continue
+                built.add(version)
             if self.pipe is not None:
                 self.pipe.sync()
 
@@ -282,7 +338,11 @@ class PostgresSaver(BasePostgresSaver):
         return self._load_delta_history(rows, channels)
 
 
-def _check_open(conn: Connection[Any]) -> None:
+def _check_open(conn: Connection[Any], *, pooled: bool) -> None:
+    if conn.broken:
+        raise ConnectionLostError(
+            connection_lost_message("connection broken", pooled=pooled)
+        )
     if conn.closed:
         raise RuntimeError(
             "the saver's connection is closed: a saver from from_conn_string() "

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
+
+from langgraph.checkpoint.postgres._internal import sever
+from langgraph.checkpoint.postgres.base import (
+    CallTimeoutError,
+    ConnectionLostError,
+    Steps,
+    connection_lost_message,
+    timeout_message,
+)
 
 #: What the async saver accepts: one connection, shared behind a lock, or a
 #: pool from which each call borrows a connection of its own.
@@ -30,3 +41,80 @@ async def get_connection(
             "expected a psycopg AsyncConnection or psycopg_pool "
             f"AsyncConnectionPool, got {type(conn).__name__}"
         )
+
+
+async def run_steps(conn: AsyncConnection[Any], steps: Steps) -> Any:
+    """Execute the statements ``steps`` yields; return what it returns.
+
+    See :func:`langgraph.checkpoint.postgres._internal.run_steps`.
+    """
+    rows: list[Any] | None = None
+    try:
+        while True:
+            statement = steps.send(rows)
+            cur = conn.cursor(row_factory=psycopg.rows.tuple_row)
+            async with cur:
+                await cur.execute(
+                    statement.sql, statement.params or None, prepare=False
+                )
+                rows = await cur.fetchall() if statement.fetch else None
+    except StopIteration as done:
+        return done.value
+
+
+@asynccontextmanager
+async def autocommit(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """Run the block with autocommit on, restoring the setting after it."""
+    if conn.autocommit:
+        yield
+        return
+    await conn.set_autocommit(True)
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            await conn.set_autocommit(False)
+
+
+class _Alarm:
+    __slots__ = ("conn", "fired")
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self.conn = conn
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        sever(self.conn)
+
+
+@asynccontextmanager
+async def guarded(
+    conn: AsyncConnection[Any], *, timeout: float | None, pooled: bool
+) -> AsyncIterator[None]:
+    """Turn a broken connection into :class:`ConnectionLostError`, and a call
+    that outlives ``timeout`` seconds into :class:`CallTimeoutError`.
+
+    Cancelling the task instead (``asyncio.timeout``) would not do: psycopg
+    then asks the server to cancel and waits for its answer, which a server
+    that stopped answering never sends.
+    """
+    alarm = _Alarm(conn)
+    handle = (
+        asyncio.get_running_loop().call_later(timeout, alarm.fire)
+        if timeout is not None
+        else None
+    )
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        if alarm.fired:
+            raise CallTimeoutError(timeout_message(timeout or 0)) from error
+        if conn.broken and not isinstance(error, ConnectionLostError):
+            raise ConnectionLostError(
+                connection_lost_message(error, pooled=pooled)
+            ) from error
+        raise
+    finally:
+        if handle is not None:
+            handle.cancel()

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
+
+from langgraph.checkpoint.postgres.base import (
+    CallTimeoutError,
+    ConnectionLostError,
+    Steps,
+    connection_lost_message,
+    timeout_message,
+)
 
 #: What the sync saver accepts: one connection, shared behind a lock, or a pool
 #: from which each call borrows a connection of its own.
@@ -28,3 +43,140 @@ def get_connection(conn: Conn | Connection[Any]) -> Iterator[Connection[Any]]:
             "expected a psycopg Connection or psycopg_pool ConnectionPool, "
             f"got {type(conn).__name__}"
         )
+
+
+def run_steps(conn: Connection[Any], steps: Steps) -> Any:
+    """Execute the statements ``steps`` yields; return what it returns.
+
+    Statements run unprepared, each on its own cursor: DDL makes psycopg
+    deallocate prepared statements, which in pipeline mode would race with
+    statements queued after it.
+    """
+    rows: list[Any] | None = None
+    try:
+        while True:
+            statement = steps.send(rows)
+            cur = conn.cursor(row_factory=psycopg.rows.tuple_row)
+            with cur:
+                cur.execute(statement.sql, statement.params or None, prepare=False)
+                rows = cur.fetchall() if statement.fetch else None
+    except StopIteration as done:
+        return done.value
+
+
+@contextmanager
+def autocommit(conn: Connection[Any]) -> Iterator[None]:
+    """Run the block with autocommit on (for statements that refuse to run
+    in a transaction), restoring the connection's setting after it."""
+    if conn.autocommit:
+        yield
+        return
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.autocommit = False
+
+
+# -- lost connections and timeouts -------------------------------------------
+
+
+def sever(conn: Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Shut down the socket under ``conn``, so that a call waiting on it fails.
+
+    Closing the connection from another thread would free what the waiting
+    call uses; shutting the socket down instead makes its wait end with an
+    error (and libpq mark the connection bad), which is safe at any moment.
+    """
+    try:
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except (OSError, psycopg.Error):
+        return  # already closed: nothing waits on it
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+class _Alarm:
+    __slots__ = ("conn", "deadline", "cancelled", "fired")
+
+    def __init__(self, conn: Connection[Any], deadline: float) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.cancelled = False
+        self.fired = False
+
+
+class Watchdog:
+    """One thread that severs the connections of calls past their deadline.
+
+    Arming and cancelling an alarm is a heap push and a flag under a lock, so
+    a saver with a ``timeout`` pays microseconds per call, not a thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._counter = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, conn: Connection[Any], timeout: float) -> _Alarm:
+        alarm = _Alarm(conn, time.monotonic() + timeout)
+        with self._cond:
+            heapq.heappush(self._heap, (alarm.deadline, next(self._counter), alarm))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="langgraph-postgres-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return alarm
+
+    def cancel(self, alarm: _Alarm) -> None:
+        with self._cond:
+            alarm.cancelled = True
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                _, _, alarm = heapq.heappop(self._heap)
+                alarm.fired = True
+                sever(alarm.conn)
+
+
+WATCHDOG = Watchdog()
+
+
+@contextmanager
+def guarded(
+    conn: Connection[Any], *, timeout: float | None, pooled: bool
+) -> Iterator[None]:
+    """Turn a broken connection into :class:`ConnectionLostError`, and a call
+    that outlives ``timeout`` seconds into :class:`CallTimeoutError`."""
+    alarm = WATCHDOG.arm(conn, timeout) if timeout is not None else None
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        if alarm is not None and alarm.fired:
+            raise CallTimeoutError(timeout_message(timeout or 0)) from error
+        if conn.broken and not isinstance(error, ConnectionLostError):
+            raise ConnectionLostError(
+                connection_lost_message(error, pooled=pooled)
+            ) from error
+        raise
+    finally:
+        if alarm is not None:
+            WATCHDOG.cancel(alarm)

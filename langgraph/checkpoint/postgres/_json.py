@@ -77,3 +77,12 @@ def dumps(obj: Any) -> bytes:
 def jsonb(obj: Any) -> Jsonb:
     """Wrap ``obj`` as a ``jsonb`` query parameter encoded by orjson."""
     return Jsonb(obj, dumps=dumps)
+
+
+def jsonb_text(data: bytes) -> Jsonb:
+    """Wrap JSON text already encoded (by :func:`dumps`) as a ``jsonb`` parameter."""
+    return Jsonb(data, dumps=_as_is)
+
+
+def _as_is(data: bytes) -> bytes:
+    return data

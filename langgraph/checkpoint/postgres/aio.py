@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import (
     AsyncIterator,
+    Awaitable,
+    Callable,
     Coroutine,
     Iterator,
     Mapping,
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from functools import partial
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -28,7 +31,8 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities
+from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities, pq
+from psycopg.errors import DeadlockDetected
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -36,14 +40,12 @@ from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres._json import use_orjson
 from langgraph.checkpoint.postgres.base import (
     CONNECTION_KWARGS,
-    CURRENT_VERSION_SQL,
-    MIGRATIONS,
-    RECORD_VERSION_SQL,
-    SETUP_LOCK_KEY,
-    SETUP_LOCK_SQL,
+    MAX_SETUP_DEADLOCKS,
     BasePostgresSaver,
+    ConnectionLostError,
     PoolConfig,
     Statement,
+    connection_lost_message,
     pool_arguments,
 )
 
@@ -59,7 +61,9 @@ class AsyncPostgresSaver(BasePostgresSaver):
     or an ``AsyncConnectionPool`` (each call borrows its own connection, so
     concurrent tasks run in parallel). With a single connection you may also
     pass an ``AsyncPipeline`` on it. Await :meth:`setup` once per database
-    before the first use.
+    before the first use. ``schema`` and ``timeout`` work as on
+    :class:`~langgraph.checkpoint.postgres.PostgresSaver`, and so does the
+    retry of a call whose pooled connection the server dropped.
 
     The synchronous methods (``get_tuple``, ``list``, ``put``, ...) work from
     other threads, by running the async method on the saver's event loop;
@@ -82,8 +86,11 @@ class AsyncPostgresSaver(BasePostgresSaver):
         conn: _ainternal.Conn,
         pipe: AsyncPipeline | None = None,
         serde: SerializerProtocol | None = None,
+        *,
+        schema: str | None = None,
+        timeout: float | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, schema=schema, timeout=timeout)
         if isinstance(conn, AsyncConnectionPool) and pipe is not None:
             raise ValueError(
                 "a pipeline belongs to one connection: pass pipe= only with an "
@@ -91,6 +98,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
             )
         self.conn = conn
         self.pipe = pipe
+        self._pooled = isinstance(conn, AsyncConnectionPool)
         self.lock = asyncio.Lock()
         self.supports_pipeline = Capabilities().has_pipeline()
         # A pool hands every call its own connection; only one shared
@@ -112,6 +120,8 @@ class AsyncPostgresSaver(BasePostgresSaver):
         pipeline: bool = False,
         serde: SerializerProtocol | None = None,
         pool_config: PoolConfig | None = None,
+        schema: str | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
@@ -134,63 +144,99 @@ class AsyncPostgresSaver(BasePostgresSaver):
             async with AsyncConnectionPool(
                 conn_string, check=check, open=False, **pool_arguments(pool_config)
             ) as pool:
-                yield cls(pool, serde=serde)
+                yield cls(pool, serde=serde, schema=schema, timeout=timeout)
             return
         async with await AsyncConnection.connect(
             conn_string, **CONNECTION_KWARGS
         ) as conn:
             if pipeline:
                 async with conn.pipeline() as pipe:
-                    yield cls(conn, pipe, serde=serde)
+                    yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
             else:
-                yield cls(conn, serde=serde)
+                yield cls(conn, serde=serde, schema=schema, timeout=timeout)
 
     # -- I/O ---------------------------------------------------------------
 
     @asynccontextmanager
-    async def _cursor(self) -> AsyncIterator[AsyncCursor[TupleRow]]:
+    async def _connection(
+        self, *, bounded: bool = True
+    ) -> AsyncIterator[AsyncConnection[Any]]:
         self._remember_loop()
+        timeout = self.timeout if bounded else None
         async with self._turn, _ainternal.get_connection(self.conn) as conn:
-            _check_open(conn)
+            _check_open(conn, pooled=self._pooled)
+            async with _ainternal.guarded(conn, timeout=timeout, pooled=self._pooled):
+                yield conn
+
+    @asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[AsyncCursor[TupleRow]]:
+        async with self._connection() as conn:
             unit = nullcontext() if conn.autocommit else conn.transaction()
             async with unit, conn.cursor(binary=True, row_factory=tuple_row) as cur:
                 use_orjson(cur)
                 yield cur
 
-    async def _fetch(self, statement: Statement) -> list[TupleRow]:
+    async def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
         async with self._cursor() as cur:
             await cur.execute(statement.sql, statement.params)
-            return await cur.fetchall()
-
-    async def _execute(self, statement: Statement) -> None:
-        async with self._cursor() as cur:
-            await cur.execute(statement.sql, statement.params)
+            if fetch:
+                return await cur.fetchall()
             if self.pipe is not None:
                 await self.pipe.sync()
+            return []
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        # See PostgresSaver._retrying: every statement is safe to repeat.
+        try:
+            return await call()
+        except ConnectionLostError:
+            if not isinstance(self.conn, AsyncConnectionPool):
+                raise
+            await self.conn.check()
+        return await call()
+
+    async def _fetch(self, statement: Statement) -> list[TupleRow]:
+        return await self._retrying(partial(self._run, statement, fetch=True))
+
+    async def _execute(self, statement: Statement) -> None:
+        await self._retrying(partial(self._run, statement, fetch=False))
 
     # -- async API ---------------------------------------------------------
 
     async def setup(self) -> None:
         """Create the tables, or migrate them to this package's version.
 
-        Safe to call on every start and from several processes at once: a
-        transaction-scoped advisory lock lets one migrate while the others
-        wait, and all migrations apply in one transaction.
+        See :meth:`PostgresSaver.setup`: safe to call on every start and from
+        several processes at once; on a populated database new indexes are
+        built without locking out writers.
         """
-        self._remember_loop()
-        # See PostgresSaver.setup for why statements run unprepared, each on
-        # its own cursor, with the pipeline synced at the end.
-        async with self._turn, _ainternal.get_connection(self.conn) as conn:
-            _check_open(conn)
-            async with conn.transaction():
-                await conn.execute(SETUP_LOCK_SQL, (SETUP_LOCK_KEY,), prepare=False)
-                await conn.execute(MIGRATIONS[0], prepare=False)
-                async with conn.cursor(row_factory=tuple_row) as cur:
-                    await cur.execute(CURRENT_VERSION_SQL, prepare=False)
-                    row = await cur.fetchone()
-                for version, sql in self._pending_migrations(row[0] if row else None):
-                    await conn.execute(sql, prepare=False)
-                    await conn.execute(RECORD_VERSION_SQL, (version,), prepare=False)
+        await self._retrying(self._setup_once)
+
+    async def _setup_once(self) -> None:
+        async with self._connection(bounded=False) as conn:
+            online = (
+                self.pipe is None
+                and conn.info.transaction_status == pq.TransactionStatus.IDLE
+            )
+            built: set[int] = set()
+            deadlocks = 0
+            while True:
+                async with conn.transaction():
+                    steps = self._migration_steps(online=online, built=built)
+                    version = await _ainternal.run_steps(conn, steps)
+                if version is None:
+                    break
+                try:
+                    async with _ainternal.autocommit(conn):
+                        steps = self._online_migration_steps(version)
+                        await _ainternal.run_steps(conn, steps)
+                except DeadlockDetected:
+                    # Two setup() started one build at once; see the steps.
+                    deadlocks += 1
+                    if deadlocks > MAX_SETUP_DEADLOCKS:
+                        raise
+                    continue
+                built.add(version)
             if self.pipe is not None:
                 await self.pipe.sync()
 
@@ -375,7 +421,11 @@ async def _next_item(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
 
 
-def _check_open(conn: AsyncConnection[Any]) -> None:
+def _check_open(conn: AsyncConnection[Any], *, pooled: bool) -> None:
+    if conn.broken:
+        raise ConnectionLostError(
+            connection_lost_message("connection broken", pooled=pooled)
+        )
     if conn.closed:
         raise RuntimeError(
             "the saver's connection is closed: a saver from from_conn_string() "

@@ -14,11 +14,15 @@ one in either direction.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
+import re
+import string
+from collections.abc import Container, Generator, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypedDict, cast
 
+import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -35,6 +39,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from langgraph.checkpoint.postgres import _json
 
@@ -51,16 +56,96 @@ __all__ = [
 # Schema
 # --------------------------------------------------------------------------
 
-#: Migrations by version number: entry ``v`` brings a database at version
-#: ``v - 1`` to version ``v``. Versions 0-9 reproduce, step by step, the layout
-#: of ``langgraph-checkpoint-postgres`` 3.x so that databases it created are
-#: recognised as ours; our own changes are additive and start at 10. Every
-#: statement is idempotent and runs inside a transaction (no ``CONCURRENTLY``).
-MIGRATIONS: list[str] = [
+# SQL in this module names the tables (and indexes it drops) as template
+# placeholders, ``$checkpoints`` and so on. `render` fills them in for a
+# saver's schema: schema-qualified for a named schema, bare (resolved through
+# the connection's search_path, as the 3.x package does) by default.
+_OBJECT_NAMES = (
+    "checkpoint_migrations",
+    "checkpoints",
+    "checkpoint_blobs",
+    "checkpoint_writes",
+    "checkpoints_run_id_idx",
+    "checkpoints_thread_id_idx",
+    "checkpoint_blobs_thread_id_idx",
+    "checkpoint_writes_thread_id_idx",
+)
+
+#: Postgres truncates longer identifiers, which would merge distinct schemas.
+MAX_IDENTIFIER_BYTES = 63
+
+
+def quote_identifier(name: str) -> str:
+    """Quote ``name`` as an SQL identifier (any text is safe; case is kept)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_schema(schema: str | None) -> str | None:
+    """Validate a ``schema=`` argument, with an error that says what to pass."""
+    if schema is None:
+        return None
+    if not isinstance(schema, str):
+        raise TypeError(
+            f"schema must be a str naming a Postgres schema, not "
+            f"{type(schema).__name__} {schema!r}"
+        )
+    if not schema or "\x00" in schema:
+        raise ValueError(
+            f"schema {schema!r} is not a usable Postgres schema name: pass a "
+            'non-empty name without NUL characters, e.g. schema="tenant_a"'
+        )
+    if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
+        raise ValueError(
+            f"schema {schema!r} is longer than Postgres' limit of "
+            f"{MAX_IDENTIFIER_BYTES} bytes, and Postgres would silently truncate "
+            "it: pass a shorter name"
+        )
+    return schema
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Validate a ``timeout=`` argument (seconds, or ``None`` for no limit)."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not timeout > 0
+        or not math.isfinite(timeout)
+    ):
+        raise ValueError(
+            f"timeout must be a positive number of seconds or None, not {timeout!r}"
+        )
+    return float(timeout)
+
+
+@functools.lru_cache(maxsize=1024)
+def render(template: str, schema: str | None) -> str:
+    """Fill in the object names of an SQL ``template`` for ``schema``.
+
+    >>> render("SELECT 1 FROM $checkpoints", "tenant_a")
+    'SELECT 1 FROM "tenant_a".checkpoints'
+    >>> render("SELECT 1 FROM $checkpoints", None)
+    'SELECT 1 FROM checkpoints'
+    """
+    prefix = "" if schema is None else quote_identifier(schema) + "."
+    return string.Template(template).substitute(
+        {name: prefix + name for name in _OBJECT_NAMES}
+    )
+
+
+#: Migrations by version number, as templates (see `render`): entry ``v``
+#: brings a database at version ``v - 1`` to version ``v``. Versions 0-9
+#: reproduce, step by step, the layout of ``langgraph-checkpoint-postgres`` 3.x
+#: so that databases it created are recognised as ours; our own changes are
+#: additive and start at 10. Every statement is idempotent and runs inside a
+#: transaction; `ONLINE_INDEX_BUILDS` says how to apply some of them to a
+#: populated table without blocking writers.
+MIGRATION_TEMPLATES: list[str] = [
     # 0
-    "CREATE TABLE IF NOT EXISTS checkpoint_migrations (v INTEGER PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS $checkpoint_migrations (v INTEGER PRIMARY KEY)",
     # 1
-    """CREATE TABLE IF NOT EXISTS checkpoints (
+    """CREATE TABLE IF NOT EXISTS $checkpoints (
     thread_id TEXT NOT NULL,
     checkpoint_ns TEXT NOT NULL DEFAULT '',
     checkpoint_id TEXT NOT NULL,
@@ -71,7 +156,7 @@ MIGRATIONS: list[str] = [
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
 )""",
     # 2
-    """CREATE TABLE IF NOT EXISTS checkpoint_blobs (
+    """CREATE TABLE IF NOT EXISTS $checkpoint_blobs (
     thread_id TEXT NOT NULL,
     checkpoint_ns TEXT NOT NULL DEFAULT '',
     channel TEXT NOT NULL,
@@ -81,7 +166,7 @@ MIGRATIONS: list[str] = [
     PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
 )""",
     # 3
-    """CREATE TABLE IF NOT EXISTS checkpoint_writes (
+    """CREATE TABLE IF NOT EXISTS $checkpoint_writes (
     thread_id TEXT NOT NULL,
     checkpoint_ns TEXT NOT NULL DEFAULT '',
     checkpoint_id TEXT NOT NULL,
@@ -93,35 +178,74 @@ MIGRATIONS: list[str] = [
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 )""",
     # 4: "empty" blobs carry no payload.
-    "ALTER TABLE checkpoint_blobs ALTER COLUMN blob DROP NOT NULL",
+    "ALTER TABLE $checkpoint_blobs ALTER COLUMN blob DROP NOT NULL",
     # 5: a version that changed nothing in the layout.
     "SELECT 1",
     # 6-8: single-column thread_id indexes, as the 3.x layout has them.
-    "CREATE INDEX IF NOT EXISTS checkpoints_thread_id_idx ON checkpoints(thread_id)",
+    "CREATE INDEX IF NOT EXISTS checkpoints_thread_id_idx ON $checkpoints(thread_id)",
     "CREATE INDEX IF NOT EXISTS checkpoint_blobs_thread_id_idx "
-    "ON checkpoint_blobs(thread_id)",
+    "ON $checkpoint_blobs(thread_id)",
     "CREATE INDEX IF NOT EXISTS checkpoint_writes_thread_id_idx "
-    "ON checkpoint_writes(thread_id)",
+    "ON $checkpoint_writes(thread_id)",
     # 9
-    "ALTER TABLE checkpoint_writes "
+    "ALTER TABLE $checkpoint_writes "
     "ADD COLUMN IF NOT EXISTS task_path TEXT NOT NULL DEFAULT ''",
     # 10 (ours): delete_for_runs finds a run's checkpoints without a scan.
     "CREATE INDEX IF NOT EXISTS checkpoints_run_id_idx "
-    "ON checkpoints ((metadata ->> 'run_id'))",
+    "ON $checkpoints ((metadata ->> 'run_id'))",
     # 11 (ours): the single-column thread_id indexes of 6-8 duplicate the
     # leading column of each primary key, which serves the same lookups; they
     # only slow every write. Nothing depends on them.
-    "DROP INDEX IF EXISTS checkpoints_thread_id_idx, "
-    "checkpoint_blobs_thread_id_idx, checkpoint_writes_thread_id_idx",
+    "DROP INDEX IF EXISTS $checkpoints_thread_id_idx, "
+    "$checkpoint_blobs_thread_id_idx, $checkpoint_writes_thread_id_idx",
 ]
+
+#: The migrations as they run in the default schema (what
+#: ``langgraph-checkpoint-postgres`` calls ``MIGRATIONS``).
+MIGRATIONS: list[str] = [render(t, None) for t in MIGRATION_TEMPLATES]
+
+#: Migrations that build an index, by version: the index and the
+#: ``CONCURRENTLY`` form of the migration. On a table that already holds rows
+#: ``setup()`` runs that form outside any transaction instead, so writers are
+#: not locked out while the index is built. (Dropping an index, as 11 does,
+#: takes only a moment and stays in the transaction.)
+ONLINE_INDEX_BUILDS: dict[int, tuple[str, str]] = {
+    10: (
+        "$checkpoints_run_id_idx",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoints_run_id_idx "
+        "ON $checkpoints ((metadata ->> 'run_id'))",
+    ),
+}
 
 #: Key of the transaction-scoped advisory lock that serialises ``setup()``
 #: across processes (an arbitrary constant; "lgcp" in ASCII).
 SETUP_LOCK_KEY = 0x6C676370
 
-SETUP_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
-CURRENT_VERSION_SQL = "SELECT max(v) FROM checkpoint_migrations"
-RECORD_VERSION_SQL = "INSERT INTO checkpoint_migrations (v) VALUES (%s)"
+SETUP_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(key)s)"
+CREATE_SCHEMA_SQL = "CREATE SCHEMA IF NOT EXISTS {schema}"
+SCHEMA_EXISTS_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s)"
+)
+CURRENT_VERSION_SQL = "SELECT max(v) FROM $checkpoint_migrations"
+RECORD_VERSION_SQL = "INSERT INTO $checkpoint_migrations (v) VALUES (%(v)s)"
+TABLE_POPULATED_SQL = "SELECT EXISTS (SELECT 1 FROM $checkpoints)"
+# Whether an index exists, is valid, and whether some session is building it
+# (an invalid index nobody builds is the remains of an interrupted build).
+INDEX_STATE_SQL = """
+SELECT i.indisvalid,
+    EXISTS (
+        SELECT 1 FROM pg_stat_progress_create_index p
+        WHERE p.index_relid = i.indexrelid
+    )
+FROM pg_index i
+WHERE i.indexrelid = to_regclass(%(index)s)
+"""
+DROP_INDEX_ONLINE_SQL = "DROP INDEX CONCURRENTLY IF EXISTS {index}"
+#: How often ``setup()`` retries an index build that the server failed as a
+#: deadlock with another ``setup()`` (each retry first looks at the index).
+MAX_SETUP_DEADLOCKS = 5
+#: How long ``setup()`` waits between looks at an index another one builds.
+INDEX_POLL_SECONDS = 0.2
 
 
 class PoolConfig(TypedDict, total=False):
@@ -168,6 +292,49 @@ class IncompatibleSchemaError(RuntimeError):
     """The database was migrated by a newer version of this package."""
 
 
+class ConnectionLostError(psycopg.OperationalError):
+    """The connection to the server broke (terminated, dropped, or reset).
+
+    A saver on a pool retries the call once on a fresh connection, so this
+    reaches the caller only from a saver on a single connection, or when the
+    retry failed too.
+    """
+
+
+class CallTimeoutError(psycopg.OperationalError, TimeoutError):
+    """The server did not answer within the saver's ``timeout``.
+
+    The connection the call used is closed, since it may be mid-message; a
+    pool replaces it.
+    """
+
+
+def connection_lost_message(error: object, *, pooled: bool) -> str:
+    """What to tell a caller whose connection broke during a call."""
+    if pooled:
+        return (
+            f"the connection to the database was lost twice in a row ({error}); "
+            "the saver retried once on a fresh connection from the pool. Check "
+            "that the server is up and reachable"
+        )
+    return (
+        f"the connection to the database was lost ({error}); a saver on a "
+        "single connection cannot reconnect. Give the saver a pool, which "
+        "replaces lost connections and lets the saver retry: "
+        "from_conn_string(uri, pool_config={'max_size': 10, 'check': True}), "
+        "or PostgresSaver(ConnectionPool(uri, ...))"
+    )
+
+
+def timeout_message(timeout: float) -> str:
+    return (
+        f"the database did not answer within the saver's timeout of {timeout:g} "
+        "s; the connection was closed. The server may be down, overloaded, or "
+        "unreachable (a half-open connection); raise `timeout=` if calls are "
+        "legitimately slower"
+    )
+
+
 # --------------------------------------------------------------------------
 # Statements
 # --------------------------------------------------------------------------
@@ -208,7 +375,7 @@ CROSS JOIN LATERAL (
         -- LIMIT keeps this a primary-key lookup per channel: as a plain join
         -- the planner may hash every blob of the thread.
         SELECT x.channel, x.type, x.blob
-        FROM checkpoint_blobs x
+        FROM $checkpoint_blobs x
         WHERE x.thread_id = c.thread_id
             AND x.checkpoint_ns = c.checkpoint_ns
             AND x.channel = cv.key
@@ -231,7 +398,7 @@ CROSS JOIN LATERAL (
         array_agg(cw.blob ORDER BY
             cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
         ) AS blobs
-    FROM checkpoint_writes cw
+    FROM $checkpoint_writes cw
     WHERE cw.thread_id = c.thread_id
         AND cw.checkpoint_ns = c.checkpoint_ns
         AND cw.checkpoint_id = c.checkpoint_id
@@ -244,7 +411,7 @@ CROSS JOIN LATERAL (
         array_agg(ps.blob ORDER BY
             ps.task_path COLLATE "C", ps.task_id COLLATE "C", ps.idx
         ) AS blobs
-    FROM checkpoint_writes ps
+    FROM $checkpoint_writes ps
     WHERE (c.checkpoint ->> 'v')::int < 4
         AND ps.thread_id = c.thread_id
         AND ps.checkpoint_ns = c.checkpoint_ns
@@ -261,7 +428,7 @@ LIST_PAGE_SIZE = 100
 
 def _select_checkpoints(wheres: Sequence[str], tail: str = "") -> str:
     where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
-    selection = f"SELECT * FROM checkpoints c {where} {tail}"
+    selection = f"SELECT * FROM $checkpoints c {where} {tail}"
     return SELECT_CHECKPOINTS_SQL.format(selection=selection)
 
 
@@ -271,7 +438,7 @@ def _select_checkpoints(wheres: Sequence[str], tail: str = "") -> str:
 # One statement, hence one transaction, even on an autocommit connection.
 UPSERT_CHECKPOINT_SQL = """
 WITH new_blobs AS (
-    INSERT INTO checkpoint_blobs
+    INSERT INTO $checkpoint_blobs
         (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT %(thread_id)s, %(checkpoint_ns)s, ch, ver, ty, bl
     FROM unnest(
@@ -280,7 +447,7 @@ WITH new_blobs AS (
     ) AS t(ch, ver, ty, bl)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
-INSERT INTO checkpoints
+INSERT INTO $checkpoints
     (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
      checkpoint, metadata)
 VALUES
@@ -294,7 +461,7 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
 # Writes to the special channels (negative idx) replace what a retried task
 # wrote before; ordinary writes are idempotent, so the first one stays.
 UPSERT_WRITES_SQL = """
-INSERT INTO checkpoint_writes
+INSERT INTO $checkpoint_writes AS cw
     (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,
      idx, channel, type, blob)
 SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s,
@@ -306,16 +473,16 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SE
     channel = EXCLUDED.channel,
     type = EXCLUDED.type,
     blob = EXCLUDED.blob
-WHERE checkpoint_writes.idx < 0
+WHERE cw.idx < 0
 """
 
 DELETE_THREADS_SQL = """
 WITH deleted_writes AS (
-    DELETE FROM checkpoint_writes WHERE thread_id = ANY(%(thread_ids)s::text[])
+    DELETE FROM $checkpoint_writes WHERE thread_id = ANY(%(thread_ids)s::text[])
 ), deleted_blobs AS (
-    DELETE FROM checkpoint_blobs WHERE thread_id = ANY(%(thread_ids)s::text[])
+    DELETE FROM $checkpoint_blobs WHERE thread_id = ANY(%(thread_ids)s::text[])
 )
-DELETE FROM checkpoints WHERE thread_id = ANY(%(thread_ids)s::text[])
+DELETE FROM $checkpoints WHERE thread_id = ANY(%(thread_ids)s::text[])
 """
 
 
@@ -332,7 +499,7 @@ def _populated(checkpoint: str, channel: str) -> str:
     return f"""(
         ({checkpoint}.checkpoint -> 'channel_values') ? {channel}
         OR (
-            SELECT pb.type <> 'empty' FROM checkpoint_blobs pb
+            SELECT pb.type <> 'empty' FROM $checkpoint_blobs pb
             WHERE pb.thread_id = {checkpoint}.thread_id
                 AND pb.checkpoint_ns = {checkpoint}.checkpoint_ns
                 AND pb.channel = {channel}
@@ -352,12 +519,12 @@ def _delete_unreferenced_blobs(scope: str) -> str:
     what survives must be named (``kept``) rather than read back.
     """
     return f"""
-DELETE FROM checkpoint_blobs b
+DELETE FROM $checkpoint_blobs b
 WHERE {scope}
     AND NOT EXISTS (
         SELECT 1
         FROM kept k
-        JOIN checkpoints kc
+        JOIN $checkpoints kc
             ON kc.thread_id = k.thread_id
             AND kc.checkpoint_ns = k.checkpoint_ns
             AND kc.checkpoint_id = k.checkpoint_id
@@ -376,7 +543,7 @@ WHERE {scope}
 PRUNE_KEEP_LATEST_SQL = f"""
 WITH RECURSIVE latest AS (
     SELECT DISTINCT ON (thread_id, checkpoint_ns) *
-    FROM checkpoints
+    FROM $checkpoints
     WHERE thread_id = ANY(%(thread_ids)s::text[])
     ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
 ), chain AS (
@@ -397,7 +564,7 @@ WITH RECURSIVE latest AS (
             SELECT ch FROM unnest(c.missing) ch WHERE NOT {_populated("p", "ch")}
         )
     FROM chain c
-    JOIN checkpoints p
+    JOIN $checkpoints p
         ON p.thread_id = c.thread_id
         AND p.checkpoint_ns = c.checkpoint_ns
         AND p.checkpoint_id = c.parent_checkpoint_id
@@ -405,7 +572,7 @@ WITH RECURSIVE latest AS (
 ), kept AS (
     SELECT DISTINCT thread_id, checkpoint_ns, checkpoint_id FROM chain
 ), deleted_writes AS (
-    DELETE FROM checkpoint_writes w
+    DELETE FROM $checkpoint_writes w
     WHERE w.thread_id = ANY(%(thread_ids)s::text[])
         AND NOT EXISTS (
             SELECT 1 FROM kept k
@@ -414,7 +581,7 @@ WITH RECURSIVE latest AS (
                 AND k.checkpoint_id = w.checkpoint_id
         )
 ), deleted_checkpoints AS (
-    DELETE FROM checkpoints c
+    DELETE FROM $checkpoints c
     WHERE c.thread_id = ANY(%(thread_ids)s::text[])
         AND NOT EXISTS (
             SELECT 1 FROM kept k
@@ -435,22 +602,22 @@ _DOOMED_NAMESPACES = (
 DELETE_FOR_RUNS_SQL = f"""
 WITH doomed AS (
     SELECT thread_id, checkpoint_ns, checkpoint_id
-    FROM checkpoints
+    FROM $checkpoints
     WHERE metadata ->> 'run_id' = ANY(%(run_ids)s::text[])
 ), kept AS (
     SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id
-    FROM checkpoints c
+    FROM $checkpoints c
     WHERE c.thread_id IN (SELECT thread_id FROM doomed)
     EXCEPT
     SELECT thread_id, checkpoint_ns, checkpoint_id FROM doomed
 ), deleted_writes AS (
-    DELETE FROM checkpoint_writes w
+    DELETE FROM $checkpoint_writes w
     USING doomed d
     WHERE w.thread_id = d.thread_id
         AND w.checkpoint_ns = d.checkpoint_ns
         AND w.checkpoint_id = d.checkpoint_id
 ), deleted_checkpoints AS (
-    DELETE FROM checkpoints c
+    DELETE FROM $checkpoints c
     USING doomed d
     WHERE c.thread_id = d.thread_id
         AND c.checkpoint_ns = d.checkpoint_ns
@@ -464,28 +631,28 @@ WITH doomed AS (
 # already has are kept.
 COPY_THREAD_SQL = """
 WITH copied_checkpoints AS (
-    INSERT INTO checkpoints
+    INSERT INTO $checkpoints
         (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
          checkpoint, metadata)
     SELECT %(target)s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
         checkpoint, metadata
-    FROM checkpoints
+    FROM $checkpoints
     WHERE thread_id = %(source)s
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO NOTHING
 ), copied_blobs AS (
-    INSERT INTO checkpoint_blobs
+    INSERT INTO $checkpoint_blobs
         (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT %(target)s, checkpoint_ns, channel, version, type, blob
-    FROM checkpoint_blobs
+    FROM $checkpoint_blobs
     WHERE thread_id = %(source)s
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
-INSERT INTO checkpoint_writes
+INSERT INTO $checkpoint_writes
     (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
      type, blob)
 SELECT %(target)s, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
     type, blob
-FROM checkpoint_writes
+FROM $checkpoint_writes
 WHERE thread_id = %(source)s
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
 """
@@ -498,7 +665,7 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
 DELTA_HISTORY_SQL = f"""
 WITH RECURSIVE target AS (
     SELECT thread_id, checkpoint_ns, parent_checkpoint_id
-    FROM checkpoints
+    FROM $checkpoints
     WHERE thread_id = %(thread_id)s
         AND checkpoint_ns = %(checkpoint_ns)s
         AND (%(checkpoint_id)s::text IS NULL OR checkpoint_id = %(checkpoint_id)s)
@@ -513,7 +680,7 @@ WITH RECURSIVE target AS (
             WHERE NOT {_populated("p", "ch")}
         ) AS left_after
     FROM target t
-    JOIN checkpoints p
+    JOIN $checkpoints p
         ON p.thread_id = t.thread_id
         AND p.checkpoint_ns = t.checkpoint_ns
         AND p.checkpoint_id = t.parent_checkpoint_id
@@ -526,7 +693,7 @@ WITH RECURSIVE target AS (
             WHERE NOT {_populated("p", "ch")}
         )
     FROM walk w
-    JOIN checkpoints p
+    JOIN $checkpoints p
         ON p.thread_id = w.thread_id
         AND p.checkpoint_ns = w.checkpoint_ns
         AND p.checkpoint_id = w.parent_checkpoint_id
@@ -543,7 +710,7 @@ SELECT
     cw.types,
     cw.blobs
 FROM walk w
-JOIN checkpoints c
+JOIN $checkpoints c
     ON c.thread_id = w.thread_id
     AND c.checkpoint_ns = w.checkpoint_ns
     AND c.checkpoint_id = w.checkpoint_id
@@ -556,7 +723,7 @@ CROSS JOIN LATERAL (
     FROM unnest(w.wanted) ch
     LEFT JOIN LATERAL (
         SELECT x.type, x.blob
-        FROM checkpoint_blobs x
+        FROM $checkpoint_blobs x
         WHERE x.thread_id = c.thread_id
             AND x.checkpoint_ns = c.checkpoint_ns
             AND x.channel = ch
@@ -580,7 +747,7 @@ CROSS JOIN LATERAL (
         array_agg(x.blob ORDER BY
             x.task_path COLLATE "C", x.task_id COLLATE "C", x.idx
         ) AS blobs
-    FROM checkpoint_writes x
+    FROM $checkpoint_writes x
     WHERE x.thread_id = c.thread_id
         AND x.checkpoint_ns = c.checkpoint_ns
         AND x.checkpoint_id = c.checkpoint_id
@@ -594,10 +761,23 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 
 class Statement(NamedTuple):
-    """A SQL statement and its parameters, ready for ``cursor.execute``."""
+    """A SQL statement and its parameters, ready for ``cursor.execute``.
+
+    ``fetch`` marks a statement whose rows the caller wants back (setup steps
+    use it; other statements are simply fetched or not by the method running
+    them).
+    """
 
     sql: str
     params: dict[str, Any]
+    fetch: bool = False
+
+
+#: A sequence of statements decided as it runs: the saver executes each
+#: statement it yields and sends back the rows (for ``fetch`` statements), so
+#: that the decisions stay here, free of I/O. The generator's return value
+#: tells the saver what to do next.
+Steps = Generator[Statement, "list[Any] | None", Any]
 
 
 # --------------------------------------------------------------------------
@@ -637,6 +817,51 @@ def _is_inline(value: Any) -> bool:
     return False
 
 
+def _text(value: Any, field: str) -> str:
+    """``value`` as the text stored in column ``field``, which cannot hold NUL."""
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError(
+            f"{field} {text!r} contains a NUL character (\\x00), which Postgres "
+            f"text columns cannot store: remove it from the {field}"
+        )
+    return text
+
+
+# A JSON escape of U+0000 (which JSONB cannot store), not preceded by an odd
+# number of backslashes (which would make it the literal text "\u0000").
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _jsonb(value: Any, what: str) -> Jsonb:
+    """Encode ``value`` for a JSONB column now, refusing what JSONB would
+    reject or alter, with an error that names ``what`` holds it."""
+    data = _json.dumps(value)
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
+        raise ValueError(
+            f"the {what} contains a NUL character (\\x00) in a key or string, "
+            "which Postgres JSONB cannot store: remove it (or encode the value, "
+            "e.g. as base64)"
+        )
+    return _json.jsonb_text(data)
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """Refuse NaN and infinities, which orjson would write as null."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{path} is {value!r}, which JSON cannot hold (it would be stored "
+                "as null): store it as a string, e.g. str(value)"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{path}[{index}]")
+
+
 def _thread_id(configurable: dict[str, Any]) -> str:
     try:
         thread_id = configurable["thread_id"]
@@ -645,7 +870,11 @@ def _thread_id(configurable: dict[str, Any]) -> str:
             'config["configurable"] has no "thread_id": pass '
             '{"configurable": {"thread_id": ...}} to identify the thread'
         ) from None
-    return str(thread_id)
+    return _text(thread_id, "thread_id")
+
+
+def _namespace(configurable: dict[str, Any]) -> str:
+    return _text(configurable.get("checkpoint_ns") or "", "checkpoint_ns")
 
 
 def _configurable(config: RunnableConfig) -> dict[str, Any]:
@@ -686,8 +915,23 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
     MIGRATIONS = MIGRATIONS
     supports_pipeline: bool = False
 
-    def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        serde: SerializerProtocol | None = None,
+        schema: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
         super().__init__(serde=serde)
+        #: The Postgres schema holding the tables; ``None`` means whichever
+        #: the connection's ``search_path`` finds (usually ``public``).
+        self.schema = check_schema(schema)
+        #: Seconds a database call may wait for the server; ``None``: no limit.
+        self.timeout = check_timeout(timeout)
+
+    def _sql(self, template: str) -> str:
+        """``template`` with the tables of this saver's schema filled in."""
+        return render(template, self.schema)
 
     # -- versions ----------------------------------------------------------
 
@@ -713,16 +957,16 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             counter = int(str(current).split(".", 1)[0])
         return f"{counter + 1:032}.{random.random():016}"
 
-    # -- migrations --------------------------------------------------------
+    # -- migrations ----------------------------------------------------------
 
     @staticmethod
     def _pending_migrations(current: int | None) -> list[tuple[int, str]]:
-        """Migrations to apply to a database at version ``current``.
+        """Migrations (as templates) to apply to a database at version ``current``.
 
         ``None`` means a database with no migration recorded yet. A database
         newer than this package is refused rather than guessed at.
         """
-        latest = len(MIGRATIONS) - 1
+        latest = len(MIGRATION_TEMPLATES) - 1
         if current is not None and current > latest:
             raise IncompatibleSchemaError(
                 f"the database schema is at migration version {current}, newer "
@@ -731,7 +975,67 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 "setup() against it"
             )
         start = 0 if current is None else current + 1
-        return [(v, MIGRATIONS[v]) for v in range(start, latest + 1)]
+        return [(v, MIGRATION_TEMPLATES[v]) for v in range(start, latest + 1)]
+
+    def _migration_steps(self, *, online: bool, built: Container[int]) -> Steps:
+        """The statements of one ``setup()`` transaction.
+
+        Takes the advisory lock, creates the schema and migration table if
+        needed, and applies the pending migrations in order. With ``online``
+        (the saver may leave the transaction), it stops before a migration in
+        `ONLINE_INDEX_BUILDS` that would block writers on a populated table and
+        returns its version, for the saver to commit and run
+        :meth:`_online_migration_steps`, then call this again; a version in
+        ``built`` has been applied that way and only gets recorded. Returns
+        ``None`` when the database is up to date.
+        """
+        yield Statement(SETUP_LOCK_SQL, {"key": SETUP_LOCK_KEY})
+        if self.schema is not None:
+            rows = yield Statement(SCHEMA_EXISTS_SQL, {"schema": self.schema}, True)
+            # Only create what is missing: CREATE SCHEMA IF NOT EXISTS needs
+            # the CREATE privilege even when the schema exists.
+            if not (rows and rows[0][0]):
+                create = CREATE_SCHEMA_SQL.format(schema=quote_identifier(self.schema))
+                yield Statement(create, {})
+        yield Statement(self._sql(MIGRATION_TEMPLATES[0]), {})
+        rows = yield Statement(self._sql(CURRENT_VERSION_SQL), {}, True)
+        current = rows[0][0] if rows else None
+        for version, template in self._pending_migrations(current):
+            if online and version in ONLINE_INDEX_BUILDS and version not in built:
+                rows = yield Statement(self._sql(TABLE_POPULATED_SQL), {}, True)
+                if rows and rows[0][0]:
+                    return version
+            yield Statement(self._sql(template), {})
+            yield Statement(self._sql(RECORD_VERSION_SQL), {"v": version})
+        return None
+
+    def _online_migration_steps(self, version: int) -> Steps:
+        """Apply migration ``version`` outside a transaction, without blocking
+        writers; run with autocommit on, then record the version in a
+        transaction (:meth:`_migration_steps`).
+
+        Several processes may run this at once. An index that another one is
+        building is waited for rather than built again: a second
+        ``CREATE INDEX CONCURRENTLY`` would queue for the table lock that the
+        first holds, while the first waits for the second's snapshot (the
+        server ends such a deadlock by failing one; the saver then runs these
+        steps again). An index left invalid by an interrupted build is
+        dropped and built again.
+        """
+        index, build = ONLINE_INDEX_BUILDS[version]
+        name = self._sql(index)
+        while True:
+            rows = yield Statement(INDEX_STATE_SQL, {"index": name}, True)
+            if not rows:
+                yield Statement(self._sql(build), {})
+                continue
+            valid, building = rows[0]
+            if valid:
+                return
+            if building:
+                yield Statement(f"SELECT pg_sleep({INDEX_POLL_SECONDS})", {})
+            else:
+                yield Statement(DROP_INDEX_ONLINE_SQL.format(index=name), {})
 
     # -- statements --------------------------------------------------------
 
@@ -739,15 +1043,15 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         configurable = _configurable(config)
         params = {
             "thread_id": _thread_id(configurable),
-            "checkpoint_ns": configurable.get("checkpoint_ns") or "",
+            "checkpoint_ns": _namespace(configurable),
         }
         wheres = ["c.thread_id = %(thread_id)s", "c.checkpoint_ns = %(checkpoint_ns)s"]
         if checkpoint_id := configurable.get("checkpoint_id"):
-            params["checkpoint_id"] = str(checkpoint_id)
+            params["checkpoint_id"] = _text(checkpoint_id, "checkpoint_id")
             wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-            return Statement(_select_checkpoints(wheres), params)
+            return Statement(self._sql(_select_checkpoints(wheres)), params)
         tail = "ORDER BY c.checkpoint_id DESC LIMIT 1"
-        return Statement(_select_checkpoints(wheres, tail), params)
+        return Statement(self._sql(_select_checkpoints(wheres, tail)), params)
 
     def _list_pages(
         self,
@@ -774,13 +1078,13 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             checkpoint_ns = configurable.get("checkpoint_ns")
             if checkpoint_ns is not None:
                 wheres.append("c.checkpoint_ns = %(checkpoint_ns)s")
-                params["checkpoint_ns"] = checkpoint_ns
+                params["checkpoint_ns"] = _text(checkpoint_ns, "checkpoint_ns")
             if checkpoint_id := configurable.get("checkpoint_id"):
                 wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-                params["checkpoint_id"] = str(checkpoint_id)
+                params["checkpoint_id"] = _text(checkpoint_id, "checkpoint_id")
         if filter:
             wheres.append("c.metadata @> %(filter)s")
-            params["filter"] = _json.jsonb(filter)
+            params["filter"] = _jsonb(filter, "filter")
         if before is not None:
             before_id = _configurable(before).get("checkpoint_id")
             if not before_id:
@@ -789,7 +1093,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                     "config of the checkpoint to list before"
                 )
             wheres.append("c.checkpoint_id < %(before)s")
-            params["before"] = str(before_id)
+            params["before"] = _text(before_id, "checkpoint_id")
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
@@ -814,8 +1118,11 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         """
         configurable = _configurable(config)
         thread_id = _thread_id(configurable)
-        checkpoint_ns = configurable.get("checkpoint_ns") or ""
+        checkpoint_ns = _namespace(configurable)
         parent_id = configurable.get("checkpoint_id")
+        if parent_id is not None:
+            parent_id = _text(parent_id, "checkpoint_id")
+        checkpoint_id = _text(checkpoint["id"], "checkpoint_id")
 
         inline: dict[str, Any] = {}
         stored: dict[str, Any] = {}
@@ -835,30 +1142,41 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         types: list[str] = []
         blobs: list[bytes] = []
         for channel, version in new_versions.items():
+            _text(channel, "channel")
             if channel in stored:
                 type_, blob = self.serde.dumps_typed(stored[channel])
-                channels.append(channel)
-                versions.append(str(version))
+                channels.append(_text(channel, "channel"))
+                versions.append(_text(version, "channel version"))
                 types.append(type_)
                 blobs.append(blob)
 
         document = {**checkpoint, "channel_values": inline}
+        # LangGraph's helper below drops NUL from top-level strings; refuse
+        # them first, as the serialized check refuses them everywhere else.
+        for key, value in metadata.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(
+                    f"metadata[{key!r}] contains a NUL character (\\x00), which "
+                    "Postgres JSONB cannot store: remove it (or encode the value, "
+                    "e.g. as base64)"
+                )
+        stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
+        _check_finite(stored_metadata, "metadata")
         params = {
             "thread_id": thread_id,
             "checkpoint_ns": checkpoint_ns,
-            "checkpoint_id": checkpoint["id"],
+            "checkpoint_id": checkpoint_id,
             "parent_checkpoint_id": parent_id,
-            "checkpoint": _json.jsonb(document),
-            "metadata": _json.jsonb(
-                get_serializable_checkpoint_metadata(config, metadata)
-            ),
+            # Channel names are keys of the checkpoint JSON.
+            "checkpoint": _jsonb(document, "checkpoint (a channel name)"),
+            "metadata": _jsonb(stored_metadata, "metadata"),
             "channels": channels,
             "versions": versions,
             "types": types,
             "blobs": blobs,
         }
-        next_config = _checkpoint_config(thread_id, checkpoint_ns, checkpoint["id"])
-        return Statement(UPSERT_CHECKPOINT_SQL, params), next_config
+        next_config = _checkpoint_config(thread_id, checkpoint_ns, checkpoint_id)
+        return Statement(self._sql(UPSERT_CHECKPOINT_SQL), params), next_config
 
     def _put_writes_statement(
         self,
@@ -890,38 +1208,44 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         for idx, (channel, value) in by_idx.items():
             type_, blob = self.serde.dumps_typed(value)
             idxs.append(idx)
-            channels.append(channel)
+            channels.append(_text(channel, "channel"))
             types.append(type_)
             blobs.append(blob)
         params = {
             "thread_id": thread_id,
-            "checkpoint_ns": configurable.get("checkpoint_ns") or "",
-            "checkpoint_id": str(checkpoint_id),
-            "task_id": str(task_id),
-            "task_path": task_path,
+            "checkpoint_ns": _namespace(configurable),
+            "checkpoint_id": _text(checkpoint_id, "checkpoint_id"),
+            "task_id": _text(task_id, "task_id"),
+            "task_path": _text(task_path, "task_path"),
             "idxs": idxs,
             "channels": channels,
             "types": types,
             "blobs": blobs,
         }
-        return Statement(UPSERT_WRITES_SQL, params)
+        return Statement(self._sql(UPSERT_WRITES_SQL), params)
 
     def _delete_thread_statement(self, thread_id: str) -> Statement:
-        return Statement(DELETE_THREADS_SQL, {"thread_ids": [str(thread_id)]})
+        return Statement(
+            self._sql(DELETE_THREADS_SQL),
+            {"thread_ids": [_text(thread_id, "thread_id")]},
+        )
 
     def _delete_for_runs_statement(self, run_ids: Sequence[str]) -> Statement | None:
         """Build the ``delete_for_runs`` statement; ``None`` for no run ids."""
         ids = _id_list(run_ids, "run_ids", "delete_for_runs")
         if not ids:
             return None
-        return Statement(DELETE_FOR_RUNS_SQL, {"run_ids": ids})
+        return Statement(self._sql(DELETE_FOR_RUNS_SQL), {"run_ids": ids})
 
     def _copy_thread_statement(
         self, source_thread_id: str, target_thread_id: str
     ) -> Statement:
         return Statement(
-            COPY_THREAD_SQL,
-            {"source": str(source_thread_id), "target": str(target_thread_id)},
+            self._sql(COPY_THREAD_SQL),
+            {
+                "source": _text(source_thread_id, "thread_id"),
+                "target": _text(target_thread_id, "thread_id"),
+            },
         )
 
     def _prune_statement(
@@ -937,7 +1261,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         if not ids:
             return None
         sql = PRUNE_KEEP_LATEST_SQL if strategy == "keep_latest" else DELETE_THREADS_SQL
-        return Statement(sql, {"thread_ids": ids})
+        return Statement(self._sql(sql), {"thread_ids": ids})
 
     def _delta_history_statement(
         self, config: RunnableConfig, channels: Sequence[str]
@@ -945,11 +1269,13 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         configurable = _configurable(config)
         checkpoint_id = configurable.get("checkpoint_id")
         return Statement(
-            DELTA_HISTORY_SQL,
+            self._sql(DELTA_HISTORY_SQL),
             {
                 "thread_id": _thread_id(configurable),
-                "checkpoint_ns": configurable.get("checkpoint_ns") or "",
-                "checkpoint_id": str(checkpoint_id) if checkpoint_id else None,
+                "checkpoint_ns": _namespace(configurable),
+                "checkpoint_id": (
+                    _text(checkpoint_id, "checkpoint_id") if checkpoint_id else None
+                ),
                 "channels": list(dict.fromkeys(channels)),
             },
         )
@@ -1109,7 +1435,7 @@ class ListPages:
             " LIMIT %(page_size)s"
         )
         self._page_size = size
-        return Statement(_select_checkpoints(wheres, tail), params)
+        return Statement(self._saver._sql(_select_checkpoints(wheres, tail)), params)
 
     def load(self, rows: Sequence[Sequence[Any]]) -> Iterator[CheckpointTuple]:
         """Note where the page ended, and decode its rows one by one."""
@@ -1130,7 +1456,8 @@ def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
             f"{method}() takes a list of ids as {name}, not {type(ids).__name__} "
             f"{ids!r}: wrap a single id in a list, e.g. {method}([{ids!r}])"
         )
-    return [str(i) for i in ids]
+    field = name[:-1]  # "thread_ids" -> "thread_id"
+    return [_text(i, field) for i in ids]
 
 
 def _move_sends_into_channels(checkpoint: Checkpoint, sends: list[Any]) -> None:
