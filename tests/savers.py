@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
@@ -24,37 +25,42 @@ _RECOMMENDED = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_
 
 
 @contextmanager
-def sync_saver(kind: str, uri: str) -> Iterator[PostgresSaver]:
-    """Yield a :class:`PostgresSaver` on ``uri`` connected the ``kind`` way."""
+def sync_saver(kind: str, uri: str, **options: Any) -> Iterator[PostgresSaver]:
+    """Yield a :class:`PostgresSaver` on ``uri`` connected the ``kind`` way.
+
+    ``options`` go to the saver's constructor (``schema=``, ``timeout=``).
+    """
     if kind == "conn":
         with Connection.connect(uri, **_RECOMMENDED) as conn:
-            yield PostgresSaver(conn)
+            yield PostgresSaver(conn, **options)
     elif kind == "pipeline":
         with Connection.connect(uri, **_RECOMMENDED) as conn, conn.pipeline() as pipe:
-            yield PostgresSaver(conn, pipe)
+            yield PostgresSaver(conn, pipe, **options)
     elif kind in ("pool", "pool-defaults"):
         kwargs = _RECOMMENDED if kind == "pool" else {}
         with ConnectionPool(uri, min_size=1, max_size=4, kwargs=kwargs) as pool:
-            yield PostgresSaver(pool)
+            yield PostgresSaver(pool, **options)
     else:
         raise ValueError(f"unknown sync saver kind {kind!r}")
 
 
 @asynccontextmanager
-async def async_saver(kind: str, uri: str) -> AsyncIterator[AsyncPostgresSaver]:
+async def async_saver(
+    kind: str, uri: str, **options: Any
+) -> AsyncIterator[AsyncPostgresSaver]:
     """Yield an :class:`AsyncPostgresSaver` on ``uri`` connected the ``kind`` way."""
     if kind == "aconn":
         async with await AsyncConnection.connect(uri, **_RECOMMENDED) as conn:
-            yield AsyncPostgresSaver(conn)
+            yield AsyncPostgresSaver(conn, **options)
     elif kind == "apipeline":
         async with await AsyncConnection.connect(uri, **_RECOMMENDED) as conn:
             async with conn.pipeline() as pipe:
-                yield AsyncPostgresSaver(conn, pipe)
+                yield AsyncPostgresSaver(conn, pipe, **options)
     elif kind in ("apool", "apool-defaults"):
         kwargs = _RECOMMENDED if kind == "apool" else {}
         async with AsyncConnectionPool(
             uri, min_size=1, max_size=4, kwargs=kwargs, open=False
         ) as pool:
-            yield AsyncPostgresSaver(pool)
+            yield AsyncPostgresSaver(pool, **options)
     else:
         raise ValueError(f"unknown async saver kind {kind!r}")

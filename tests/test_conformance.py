@@ -105,3 +105,23 @@ async def test_async_saver_conformance(databases: Databases, kind: str) -> None:
     registered = checkpointer_test(name=f"AsyncPostgresSaver[{kind}]")(factory)
     report = await validate(registered, capabilities=set(ALL))
     _run_report(report, iter(ALL))
+
+
+@pytest.mark.parametrize("kind", ["pool", "apool"])
+async def test_conformance_in_a_named_schema(databases: Databases, kind: str) -> None:
+    # The tables live in "tenant_x" only: setup() creates them there, and the
+    # search_path (public) has none, so any unqualified access would fail.
+    async def factory() -> AsyncIterator[BaseCheckpointSaver]:
+        uri = databases.create(migrated=False)
+        if kind == "pool":
+            with sync_saver(kind, uri, schema="tenant_x") as saver:
+                saver.setup()
+                yield SyncAsAsync(saver)
+        else:
+            async with async_saver(kind, uri, schema="tenant_x") as asaver:
+                await asaver.setup()
+                yield asaver
+
+    registered = checkpointer_test(name=f"schema tenant_x [{kind}]")(factory)
+    report = await validate(registered, capabilities=set(ALL))
+    _run_report(report, iter(ALL))

@@ -24,7 +24,7 @@ from typing_extensions import TypedDict
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.postgres.base import DELETE_FOR_RUNS_SQL
+from langgraph.checkpoint.postgres.base import DELETE_FOR_RUNS_SQL, render
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 KEYS = {
@@ -445,7 +445,8 @@ def test_delete_for_runs_lookup_uses_the_run_id_index(db_uri: str) -> None:
         assert "checkpoints_run_id_idx" in plan, plan
         # And the statement delete_for_runs runs (EXPLAIN does not execute it).
         full = conn.execute(
-            "EXPLAIN " + DELETE_FOR_RUNS_SQL, {"run_ids": ["run-7", "run-9"]}
+            "EXPLAIN " + render(DELETE_FOR_RUNS_SQL, None),
+            {"run_ids": ["run-7", "run-9"]},
         ).fetchall()
         plan = "\n".join(r[0] for r in full)
         assert "checkpoints_run_id_idx" in plan, plan

@@ -22,7 +22,6 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import (
     MIGRATIONS,
     BasePostgresSaver,
-    IncompatibleSchemaError,
 )
 
 
@@ -268,50 +267,6 @@ def test_thread_lookups_use_the_primary_keys(db_uri: str) -> None:
                 )
             )
             assert f"{table}_pkey" in plan, plan
-
-
-def test_setup_from_many_threads_at_once(empty_db_uri: str) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with PostgresSaver.from_conn_string(empty_db_uri) as saver:
-                saver.setup()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assert
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    with psycopg.connect(empty_db_uri) as conn:
-        (count,) = conn.execute("SELECT count(*) FROM checkpoint_migrations").fetchone()
-    assert count == len(MIGRATIONS)
-
-
-def test_setup_works_on_a_connection_without_autocommit(empty_db_uri: str) -> None:
-    with psycopg.connect(empty_db_uri) as conn:
-        PostgresSaver(conn).setup()
-        conn.commit()
-    with psycopg.connect(empty_db_uri) as conn:
-        (count,) = conn.execute("SELECT count(*) FROM checkpoint_migrations").fetchone()
-    assert count == len(MIGRATIONS)
-
-
-def test_setup_refuses_a_newer_database(db_uri: str) -> None:
-    newer = len(MIGRATIONS) + 5
-    with psycopg.connect(db_uri, autocommit=True) as conn:
-        conn.execute("INSERT INTO checkpoint_migrations (v) VALUES (%s)", (newer,))
-    with PostgresSaver.from_conn_string(db_uri) as saver:
-        with pytest.raises(IncompatibleSchemaError) as info:
-            saver.setup()
-    assert str(newer) in str(info.value)
-    assert str(len(MIGRATIONS) - 1) in str(info.value)
-
-
-# -- connections ---------------------------------------------------------------
 
 
 def test_saver_used_after_its_block_says_so(db_uri: str) -> None:
