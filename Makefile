@@ -6,6 +6,7 @@
 #   make format    apply ruff fixes and formatting
 #   make demo      run a small LangGraph graph against the saver (bench/demo.py)
 #   make bench     run the benchmark (bench/run.py)
+#   make soak      60 s of concurrent graph runs while backends are killed (bench/soak.py)
 #   make db-up     start a Postgres in Docker on localhost:5442 (db-down stops it)
 #   make clean     remove the virtualenv and caches
 
@@ -18,7 +19,7 @@ COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test lint format demo bench db-up db-down clean
+.PHONY: help install test lint format demo bench soak db-up db-down clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -47,6 +48,9 @@ demo:
 
 bench:
 	$(VPY) bench/run.py
+
+soak:
+	$(VPY) bench/soak.py
 
 db-up:
 	$(COMPOSE) up -d
