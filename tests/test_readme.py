@@ -277,6 +277,20 @@ def check_retention(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) ->
             assert count == 0, f"{table} still holds {count} rows"
 
 
+@check("production", 'schema="tenant_a"')
+def check_production(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    namespace = run_block(block, db_uri, monkeypatch)
+    assert namespace["checkpointer"].timeout == 30
+    # Everything went into the named schema, nothing into the default one.
+    with psycopg.connect(db_uri) as conn:
+        (stored,) = conn.execute(
+            "SELECT count(*) FROM tenant_a.checkpoints WHERE thread_id = 'customer-42'"
+        ).fetchone()
+        (public,) = conn.execute("SELECT count(*) FROM public.checkpoints").fetchone()
+    assert stored > 0
+    assert public == 0
+
+
 # -- tests -------------------------------------------------------------------
 
 
@@ -300,7 +314,7 @@ def test_every_python_block_is_run() -> None:
         "plain top-level ```python blocks; only those are run, so write every "
         "example that way"
     )
-    assert len(BLOCKS) == len(CHECKS) == 6
+    assert len(BLOCKS) == len(CHECKS) == 7
     matched = sorted(name for block in BLOCKS for name in _matching_checks(block))
     # One check per block and one block per check: test_readme_block runs each.
     assert matched == sorted(CHECKS)
