@@ -32,15 +32,15 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities, pq
-from psycopg.errors import DeadlockDetected
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres._json import use_orjson
 from langgraph.checkpoint.postgres.base import (
+    BUILD_COLLISIONS,
     CONNECTION_KWARGS,
-    MAX_SETUP_DEADLOCKS,
+    MAX_BUILD_COLLISIONS,
     BasePostgresSaver,
     ConnectionLostError,
     PoolConfig,
@@ -219,7 +219,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
                 and conn.info.transaction_status == pq.TransactionStatus.IDLE
             )
             built: set[int] = set()
-            deadlocks = 0
+            collisions = 0
             while True:
                 async with conn.transaction():
                     steps = self._migration_steps(online=online, built=built)
@@ -230,10 +230,10 @@ class AsyncPostgresSaver(BasePostgresSaver):
                     async with _ainternal.autocommit(conn):
                         steps = self._online_migration_steps(version)
                         await _ainternal.run_steps(conn, steps)
-                except DeadlockDetected:
+                except BUILD_COLLISIONS:
                     # Two setup() started one build at once; see the steps.
-                    deadlocks += 1
-                    if deadlocks > MAX_SETUP_DEADLOCKS:
+                    collisions += 1
+                    if collisions > MAX_BUILD_COLLISIONS:
                         raise
                     continue
                 built.add(version)

@@ -241,9 +241,15 @@ FROM pg_index i
 WHERE i.indexrelid = to_regclass(%(index)s)
 """
 DROP_INDEX_ONLINE_SQL = "DROP INDEX CONCURRENTLY IF EXISTS {index}"
-#: How often ``setup()`` retries an index build that the server failed as a
-#: deadlock with another ``setup()`` (each retry first looks at the index).
-MAX_SETUP_DEADLOCKS = 5
+#: Errors the server raises when two ``setup()`` start the same index build
+#: at once: a deadlock between the builds, or a clash of their catalog
+#: updates. The one that fails looks at the index again and waits for the
+#: other's build, up to `MAX_BUILD_COLLISIONS` times.
+BUILD_COLLISIONS: tuple[type[Exception], ...] = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.InternalError_,
+)
+MAX_BUILD_COLLISIONS = 5
 #: How long ``setup()`` waits between looks at an index another one builds.
 INDEX_POLL_SECONDS = 0.2
 
@@ -1018,9 +1024,8 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         building is waited for rather than built again: a second
         ``CREATE INDEX CONCURRENTLY`` would queue for the table lock that the
         first holds, while the first waits for the second's snapshot (the
-        server ends such a deadlock by failing one; the saver then runs these
-        steps again). An index left invalid by an interrupted build is
-        dropped and built again.
+        server fails one of them; the saver then runs these steps again). An
+        index left invalid by an interrupted build is dropped and built again.
         """
         index, build = ONLINE_INDEX_BUILDS[version]
         name = self._sql(index)
