@@ -481,7 +481,21 @@ def write_report(
     errors = [f"- {o.spec.name}: {e}" for o in outcomes for e in o.errors]
     if errors:
         out += ["", "## Errors", "", *errors]
-    path.write_text("\n".join(out) + "\n")
+    path.write_text("\n".join(out) + "\n" + _kept_sections(path))
+
+
+#: Sections of the report that other scripts write (bench/soak.py's); a new
+#: benchmark run keeps them.
+KEPT_SECTION = "\n## Soak"
+
+
+def _kept_sections(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ""
+    start = text.find(KEPT_SECTION)
+    return text[start:] if start >= 0 else ""
 
 
 def our_revision() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections.abc import Callable
 from typing import Any
@@ -467,3 +468,30 @@ def test_setup_redoes_an_index_build_that_was_interrupted(db_uri: str) -> None:
     assert (valid, unique) == (True, False)
     assert sorted(versions) == sorted(set(versions))
     assert max(versions) == len(MIGRATIONS) - 1
+
+
+def _child_get_tuple_times_out(uri: str) -> None:
+    """In a forked child: a blocked call must still time out."""
+    with PostgresSaver.from_conn_string(uri, timeout=0.5) as saver:
+        try:
+            saver.get_tuple(_config("t"))
+        except CallTimeoutError:
+            raise SystemExit(0) from None
+    raise SystemExit(1)
+
+
+def test_timeout_works_in_a_forked_child(db_uri: str) -> None:
+    # A worker forked (gunicorn, multiprocessing) after the parent used a
+    # timeout has no watchdog thread of its own; it must get one.
+    with PostgresSaver.from_conn_string(db_uri, timeout=5) as saver:
+        _put(saver, "t", {"a": 1})
+    with psycopg.connect(db_uri) as locker:
+        # A server that does not answer in time: the table is locked.
+        locker.execute("LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE")
+        child = multiprocessing.get_context("fork").Process(
+            target=_child_get_tuple_times_out, args=(db_uri,)
+        )
+        child.start()
+        child.join(timeout=30)
+        locker.rollback()
+    assert child.exitcode == 0

@@ -119,6 +119,11 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        # Also run in a forked child, which has no watchdog thread and may
+        # have copied the lock while another thread held it.
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Alarm]] = []
         self._counter = itertools.count()
@@ -158,6 +163,7 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+os.register_at_fork(after_in_child=WATCHDOG._reset)
 
 
 @contextmanager
