@@ -351,8 +351,9 @@ def timeout_message(timeout: float) -> str:
 # checkpoints older than format v4, the sends its parent scheduled. The
 # selection runs first so that only the rows returned pay for the joins. The
 # arrays come back column-wise (no text/bytea casts, which would mangle
-# backslashes in channel names). Writes sort by `writes_sort_key`, which
-# compares code points: hence COLLATE "C", whatever the database's collation.
+# backslashes in channel names). Writes come unsorted, with their task paths
+# and indexes: `_sorted_writes` puts them in `writes_sort_key` order, which
+# costs less in Python than four sorting aggregates per checkpoint here.
 SELECT_CHECKPOINTS_SQL = """
 SELECT
     c.thread_id,
@@ -364,10 +365,15 @@ SELECT
     b.channels,
     b.types,
     b.blobs,
+    w.task_paths,
     w.task_ids,
+    w.idxs,
     w.channels,
     w.types,
     w.blobs,
+    s.task_paths,
+    s.task_ids,
+    s.idxs,
     s.types,
     s.blobs
 FROM ({selection}) c
@@ -392,18 +398,12 @@ CROSS JOIN LATERAL (
 ) b
 CROSS JOIN LATERAL (
     SELECT
-        array_agg(cw.task_id ORDER BY
-            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
-        ) AS task_ids,
-        array_agg(cw.channel ORDER BY
-            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
-        ) AS channels,
-        array_agg(cw.type ORDER BY
-            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
-        ) AS types,
-        array_agg(cw.blob ORDER BY
-            cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx
-        ) AS blobs
+        array_agg(cw.task_path) AS task_paths,
+        array_agg(cw.task_id) AS task_ids,
+        array_agg(cw.idx) AS idxs,
+        array_agg(cw.channel) AS channels,
+        array_agg(cw.type) AS types,
+        array_agg(cw.blob) AS blobs
     FROM $checkpoint_writes cw
     WHERE cw.thread_id = c.thread_id
         AND cw.checkpoint_ns = c.checkpoint_ns
@@ -411,12 +411,11 @@ CROSS JOIN LATERAL (
 ) w
 CROSS JOIN LATERAL (
     SELECT
-        array_agg(ps.type ORDER BY
-            ps.task_path COLLATE "C", ps.task_id COLLATE "C", ps.idx
-        ) AS types,
-        array_agg(ps.blob ORDER BY
-            ps.task_path COLLATE "C", ps.task_id COLLATE "C", ps.idx
-        ) AS blobs
+        array_agg(ps.task_path) AS task_paths,
+        array_agg(ps.task_id) AS task_ids,
+        array_agg(ps.idx) AS idxs,
+        array_agg(ps.type) AS types,
+        array_agg(ps.blob) AS blobs
     FROM $checkpoint_writes ps
     WHERE (c.checkpoint ->> 'v')::int < 4
         AND ps.thread_id = c.thread_id
@@ -424,18 +423,36 @@ CROSS JOIN LATERAL (
         AND ps.checkpoint_id = c.parent_checkpoint_id
         AND ps.channel = '__pregel_tasks'
 ) s
-ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC
 """
+
+# The order of `list()`; a single checkpoint needs none.
+_NEWEST_FIRST = "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC"
 
 #: Rows ``list()`` fetches per round trip. It streams: between pages it holds
 #: no connection and no lock, so the caller's loop body may use the saver.
 LIST_PAGE_SIZE = 100
 
 
-def _select_checkpoints(wheres: Sequence[str], tail: str = "") -> str:
+def _select_checkpoints(
+    wheres: Sequence[str], tail: str = "", *, ordered: bool = True
+) -> str:
     where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
     selection = f"SELECT * FROM $checkpoints c {where} {tail}"
-    return SELECT_CHECKPOINTS_SQL.format(selection=selection)
+    sql = SELECT_CHECKPOINTS_SQL.format(selection=selection)
+    return sql + _NEWEST_FIRST if ordered else sql
+
+
+def _sorted_writes(*columns: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+    """Rows of writes from the query's arrays (task path, task id, idx, ...),
+    in `writes_sort_key` order.
+
+    Python compares strings by code point, as that key requires, whatever
+    the database's collation; (task id, idx) is unique within a checkpoint,
+    so the payload columns never take part in the comparison.
+    """
+    if not columns[0]:
+        return []
+    return sorted(zip(*cast(Sequence[Sequence[Any]], columns)))
 
 
 # Arrays travel in binary (%b): the text format would escape every byte.
@@ -1054,9 +1071,11 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         if checkpoint_id := configurable.get("checkpoint_id"):
             params["checkpoint_id"] = _text(checkpoint_id, "checkpoint_id")
             wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-            return Statement(self._sql(_select_checkpoints(wheres)), params)
+            selection = _select_checkpoints(wheres, ordered=False)
+            return Statement(self._sql(selection), params)
         tail = "ORDER BY c.checkpoint_id DESC LIMIT 1"
-        return Statement(self._sql(_select_checkpoints(wheres, tail)), params)
+        selection = _select_checkpoints(wheres, tail, ordered=False)
+        return Statement(self._sql(selection), params)
 
     def _list_pages(
         self,
@@ -1345,10 +1364,15 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             blob_channels,
             blob_types,
             blob_payloads,
+            write_paths,
             write_task_ids,
+            write_idxs,
             write_channels,
             write_types,
             write_payloads,
+            send_paths,
+            send_task_ids,
+            send_idxs,
             send_types,
             send_payloads,
         ) = row
@@ -1362,17 +1386,23 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 channel_values[channel] = loads((type_, payload))
         checkpoint["channel_values"] = channel_values
         if send_types:
-            _move_sends_into_channels(
-                checkpoint, [loads(s) for s in zip(send_types, send_payloads)]
+            sends = _sorted_writes(
+                send_paths, send_task_ids, send_idxs, send_types, send_payloads
             )
-        pending_writes: list[PendingWrite] = []
-        if write_task_ids:
-            pending_writes = [
-                (task_id, channel, loads((type_, payload)))
-                for task_id, channel, type_, payload in zip(
-                    write_task_ids, write_channels, write_types, write_payloads
-                )
-            ]
+            _move_sends_into_channels(
+                checkpoint, [loads((type_, payload)) for *_, type_, payload in sends]
+            )
+        pending_writes: list[PendingWrite] = [
+            (task_id, channel, loads((type_, payload)))
+            for _, task_id, _, channel, type_, payload in _sorted_writes(
+                write_paths,
+                write_task_ids,
+                write_idxs,
+                write_channels,
+                write_types,
+                write_payloads,
+            )
+        ]
         return CheckpointTuple(
             config=_checkpoint_config(thread_id, checkpoint_ns, checkpoint_id),
             checkpoint=checkpoint,
