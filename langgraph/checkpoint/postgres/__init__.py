@@ -34,6 +34,7 @@ from langgraph.checkpoint.postgres.base import (
     CONNECTION_KWARGS,
     MAX_BUILD_COLLISIONS,
     BasePostgresSaver,
+    Batch,
     ConnectionLostError,
     PoolConfig,
     Statement,
@@ -180,11 +181,33 @@ class PostgresSaver(BasePostgresSaver):
             self.conn.check()
         return call()
 
+    def _run_batch(self, batch: Batch) -> list[TupleRow]:
+        with self._cursor() as cur:
+            if (statement := batch.single) is not None:
+                cur.execute(statement.sql, statement.params)
+            else:
+                # One round trip: statements before the pipeline's sync form
+                # one implicit transaction. Without pipeline support, an
+                # explicit one keeps them atomic.
+                conn = cur.connection
+                together = (
+                    conn.pipeline() if self.supports_pipeline else conn.transaction()
+                )
+                with together:
+                    for sql, rows in batch.parts:
+                        cur.executemany(sql, rows)
+            if self.pipe is not None:
+                self.pipe.sync()
+            return []
+
     def _fetch(self, statement: Statement) -> list[TupleRow]:
         return self._retrying(partial(self._run, statement, fetch=True))
 
     def _execute(self, statement: Statement) -> None:
         self._retrying(partial(self._run, statement, fetch=False))
+
+    def _execute_batch(self, batch: Batch) -> None:
+        self._retrying(partial(self._run_batch, batch))
 
     # -- API ---------------------------------------------------------------
 
@@ -269,10 +292,10 @@ class PostgresSaver(BasePostgresSaver):
 
         Returns the config that names the stored checkpoint.
         """
-        statement, next_config = self._put_statement(
+        batch, next_config = self._put_statement(
             config, checkpoint, metadata, new_versions
         )
-        self._execute(statement)
+        self._execute_batch(batch)
         return next_config
 
     def put_writes(
@@ -283,9 +306,9 @@ class PostgresSaver(BasePostgresSaver):
         task_path: str = "",
     ) -> None:
         """Store the writes a task made against the checkpoint ``config`` names."""
-        statement = self._put_writes_statement(config, writes, task_id, task_path)
-        if statement is not None:
-            self._execute(statement)
+        batch = self._put_writes_statement(config, writes, task_id, task_path)
+        if batch is not None:
+            self._execute_batch(batch)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, blob and write of ``thread_id``, atomically."""

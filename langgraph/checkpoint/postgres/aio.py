@@ -42,6 +42,7 @@ from langgraph.checkpoint.postgres.base import (
     CONNECTION_KWARGS,
     MAX_BUILD_COLLISIONS,
     BasePostgresSaver,
+    Batch,
     ConnectionLostError,
     PoolConfig,
     Statement,
@@ -195,11 +196,31 @@ class AsyncPostgresSaver(BasePostgresSaver):
             await self.conn.check()
         return await call()
 
+    async def _run_batch(self, batch: Batch) -> list[TupleRow]:
+        # See PostgresSaver._run_batch.
+        async with self._cursor() as cur:
+            if (statement := batch.single) is not None:
+                await cur.execute(statement.sql, statement.params)
+            else:
+                conn = cur.connection
+                together = (
+                    conn.pipeline() if self.supports_pipeline else conn.transaction()
+                )
+                async with together:
+                    for sql, rows in batch.parts:
+                        await cur.executemany(sql, rows)
+            if self.pipe is not None:
+                await self.pipe.sync()
+            return []
+
     async def _fetch(self, statement: Statement) -> list[TupleRow]:
         return await self._retrying(partial(self._run, statement, fetch=True))
 
     async def _execute(self, statement: Statement) -> None:
         await self._retrying(partial(self._run, statement, fetch=False))
+
+    async def _execute_batch(self, batch: Batch) -> None:
+        await self._retrying(partial(self._run_batch, batch))
 
     # -- async API ---------------------------------------------------------
 
@@ -267,10 +288,10 @@ class AsyncPostgresSaver(BasePostgresSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store ``checkpoint`` (and its new channel values) in one statement."""
-        statement, next_config = self._put_statement(
+        batch, next_config = self._put_statement(
             config, checkpoint, metadata, new_versions
         )
-        await self._execute(statement)
+        await self._execute_batch(batch)
         return next_config
 
     async def aput_writes(
@@ -281,9 +302,9 @@ class AsyncPostgresSaver(BasePostgresSaver):
         task_path: str = "",
     ) -> None:
         """Store the writes a task made against the checkpoint ``config`` names."""
-        statement = self._put_writes_statement(config, writes, task_id, task_path)
-        if statement is not None:
-            await self._execute(statement)
+        batch = self._put_writes_statement(config, writes, task_id, task_path)
+        if batch is not None:
+            await self._execute_batch(batch)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, blob and write of ``thread_id``, atomically."""
