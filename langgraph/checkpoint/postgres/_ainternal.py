@@ -13,13 +13,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres._internal import sever
-from langgraph.checkpoint.postgres.base import (
-    CallTimeoutError,
-    ConnectionLostError,
-    Steps,
-    connection_lost_message,
-    timeout_message,
-)
+from langgraph.checkpoint.postgres.base import Steps, replacement_error
 
 #: What the async saver accepts: one connection, shared behind a lock, or a
 #: pool from which each call borrows a connection of its own.
@@ -108,13 +102,16 @@ async def guarded(
     try:
         yield
     except psycopg.OperationalError as error:
-        if alarm.fired:
-            raise CallTimeoutError(timeout_message(timeout or 0)) from error
-        if conn.broken and not isinstance(error, ConnectionLostError):
-            raise ConnectionLostError(
-                connection_lost_message(error, pooled=pooled)
-            ) from error
-        raise
+        replacement = replacement_error(
+            error,
+            timed_out=alarm.fired,
+            timeout=timeout,
+            broken=conn.broken,
+            pooled=pooled,
+        )
+        if replacement is None:
+            raise
+        raise replacement from error
     finally:
         if handle is not None:
             handle.cancel()

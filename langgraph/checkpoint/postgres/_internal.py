@@ -17,13 +17,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from langgraph.checkpoint.postgres.base import (
-    CallTimeoutError,
-    ConnectionLostError,
-    Steps,
-    connection_lost_message,
-    timeout_message,
-)
+from langgraph.checkpoint.postgres.base import Steps, replacement_error
 
 #: What the sync saver accepts: one connection, shared behind a lock, or a pool
 #: from which each call borrows a connection of its own.
@@ -176,13 +170,16 @@ def guarded(
     try:
         yield
     except psycopg.OperationalError as error:
-        if alarm is not None and alarm.fired:
-            raise CallTimeoutError(timeout_message(timeout or 0)) from error
-        if conn.broken and not isinstance(error, ConnectionLostError):
-            raise ConnectionLostError(
-                connection_lost_message(error, pooled=pooled)
-            ) from error
-        raise
+        replacement = replacement_error(
+            error,
+            timed_out=alarm is not None and alarm.fired,
+            timeout=timeout,
+            broken=conn.broken,
+            pooled=pooled,
+        )
+        if replacement is None:
+            raise
+        raise replacement from error
     finally:
         if alarm is not None:
             WATCHDOG.cancel(alarm)

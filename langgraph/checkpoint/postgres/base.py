@@ -342,6 +342,27 @@ def timeout_message(timeout: float) -> str:
     )
 
 
+def replacement_error(
+    error: psycopg.OperationalError,
+    *,
+    timed_out: bool,
+    timeout: float | None,
+    broken: bool,
+    pooled: bool,
+) -> psycopg.OperationalError | None:
+    """What a call that failed with ``error`` raises instead, if anything.
+
+    :class:`CallTimeoutError` when the saver cut the call off at ``timeout``;
+    :class:`ConnectionLostError` when the connection broke under it (the
+    signal the savers retry on); ``None`` to let ``error`` through.
+    """
+    if timed_out:
+        return CallTimeoutError(timeout_message(timeout or 0))
+    if broken and not isinstance(error, ConnectionLostError):
+        return ConnectionLostError(connection_lost_message(error, pooled=pooled))
+    return None
+
+
 # --------------------------------------------------------------------------
 # Statements
 # --------------------------------------------------------------------------
@@ -434,9 +455,11 @@ _NEWEST_FIRST = "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_n
 LIST_PAGE_SIZE = 100
 
 
+@functools.lru_cache(maxsize=256)
 def _select_checkpoints(
-    wheres: Sequence[str], tail: str = "", *, ordered: bool = True
+    wheres: tuple[str, ...], tail: str = "", *, ordered: bool = True
 ) -> str:
+    # Cached: the few shapes of read query are built once, not per call.
     where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
     selection = f"SELECT * FROM $checkpoints c {where} {tail}"
     sql = SELECT_CHECKPOINTS_SQL.format(selection=selection)
@@ -559,6 +582,16 @@ WHERE {scope}
 """
 
 
+def _not_kept(row: str) -> str:
+    """SQL: the checkpoint (or write) ``row`` belongs to is not in ``kept``."""
+    return f"""NOT EXISTS (
+        SELECT 1 FROM kept k
+        WHERE k.thread_id = {row}.thread_id
+            AND k.checkpoint_ns = {row}.checkpoint_ns
+            AND k.checkpoint_id = {row}.checkpoint_id
+    )"""
+
+
 # Keep, per namespace of each thread, the newest checkpoint and, for every
 # delta channel it does not hold itself, the chain of ancestors back to the
 # nearest one that stores the channel's value (a snapshot), so that replaying
@@ -597,22 +630,10 @@ WITH RECURSIVE latest AS (
     SELECT DISTINCT thread_id, checkpoint_ns, checkpoint_id FROM chain
 ), deleted_writes AS (
     DELETE FROM $checkpoint_writes w
-    WHERE w.thread_id = ANY(%(thread_ids)s::text[])
-        AND NOT EXISTS (
-            SELECT 1 FROM kept k
-            WHERE k.thread_id = w.thread_id
-                AND k.checkpoint_ns = w.checkpoint_ns
-                AND k.checkpoint_id = w.checkpoint_id
-        )
+    WHERE w.thread_id = ANY(%(thread_ids)s::text[]) AND {_not_kept("w")}
 ), deleted_checkpoints AS (
     DELETE FROM $checkpoints c
-    WHERE c.thread_id = ANY(%(thread_ids)s::text[])
-        AND NOT EXISTS (
-            SELECT 1 FROM kept k
-            WHERE k.thread_id = c.thread_id
-                AND k.checkpoint_ns = c.checkpoint_ns
-                AND k.checkpoint_id = c.checkpoint_id
-        )
+    WHERE c.thread_id = ANY(%(thread_ids)s::text[]) AND {_not_kept("c")}
 )
 {_delete_unreferenced_blobs("b.thread_id = ANY(%(thread_ids)s::text[])")}
 """
@@ -1088,10 +1109,10 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         if checkpoint_id := configurable.get("checkpoint_id"):
             params["checkpoint_id"] = _text(checkpoint_id, "checkpoint_id")
             wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-            selection = _select_checkpoints(wheres, ordered=False)
+            selection = _select_checkpoints(tuple(wheres), ordered=False)
             return Statement(self._sql(selection), params)
         tail = "ORDER BY c.checkpoint_id DESC LIMIT 1"
-        selection = _select_checkpoints(wheres, tail, ordered=False)
+        selection = _select_checkpoints(tuple(wheres), tail, ordered=False)
         return Statement(self._sql(selection), params)
 
     def _list_pages(
@@ -1485,7 +1506,9 @@ class ListPages:
             " LIMIT %(page_size)s"
         )
         self._page_size = size
-        return Statement(self._saver._sql(_select_checkpoints(wheres, tail)), params)
+        return Statement(
+            self._saver._sql(_select_checkpoints(tuple(wheres), tail)), params
+        )
 
     def load(self, rows: Sequence[Sequence[Any]]) -> Iterator[CheckpointTuple]:
         """Note where the page ended, and decode its rows one by one."""
