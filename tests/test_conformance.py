@@ -6,7 +6,7 @@ small adapter whose ``a*`` methods call the sync ones.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -85,15 +85,23 @@ def _run_report(report: Any, capabilities: Iterator[str]) -> None:
 ALL = sorted(c.value for c in ALL_CAPABILITIES)
 
 
+async def assert_conformance(
+    name: str, factory: Callable[[], AsyncIterator[BaseCheckpointSaver]]
+) -> None:
+    """Run every capability of the conformance suite against the savers that
+    ``factory`` yields, and fail with the report unless all pass."""
+    registered = checkpointer_test(name=name)(factory)
+    report = await validate(registered, capabilities=set(ALL))
+    _run_report(report, iter(ALL))
+
+
 @pytest.mark.parametrize("kind", ["conn", "pool", "pipeline"])
 async def test_sync_saver_conformance(databases: Databases, kind: str) -> None:
     async def factory() -> AsyncIterator[BaseCheckpointSaver]:
         with sync_saver(kind, databases.create()) as saver:
             yield SyncAsAsync(saver)
 
-    registered = checkpointer_test(name=f"PostgresSaver[{kind}]")(factory)
-    report = await validate(registered, capabilities=set(ALL))
-    _run_report(report, iter(ALL))
+    await assert_conformance(f"PostgresSaver[{kind}]", factory)
 
 
 @pytest.mark.parametrize("kind", ["aconn", "apool", "apipeline"])
@@ -102,9 +110,7 @@ async def test_async_saver_conformance(databases: Databases, kind: str) -> None:
         async with async_saver(kind, databases.create()) as saver:
             yield saver
 
-    registered = checkpointer_test(name=f"AsyncPostgresSaver[{kind}]")(factory)
-    report = await validate(registered, capabilities=set(ALL))
-    _run_report(report, iter(ALL))
+    await assert_conformance(f"AsyncPostgresSaver[{kind}]", factory)
 
 
 @pytest.mark.parametrize("kind", ["pool", "apool"])
@@ -122,6 +128,4 @@ async def test_conformance_in_a_named_schema(databases: Databases, kind: str) ->
                 await asaver.setup()
                 yield asaver
 
-    registered = checkpointer_test(name=f"schema tenant_x [{kind}]")(factory)
-    report = await validate(registered, capabilities=set(ALL))
-    _run_report(report, iter(ALL))
+    await assert_conformance(f"schema tenant_x [{kind}]", factory)

@@ -35,6 +35,7 @@ from typing_extensions import TypedDict
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from tests.conftest import Databases, database_uri
+from tests.dbcheck import orphans
 from tests.savers import ASYNC_KINDS, SYNC_KINDS
 
 # -- helpers -------------------------------------------------------------------
@@ -116,34 +117,6 @@ def _counts(uri: str, thread_id: str) -> dict[str, int]:
             ).fetchone()[0]
             for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
         }
-
-
-ORPHAN_BLOBS_SQL = """
-SELECT count(*) FROM checkpoint_blobs b
-WHERE NOT EXISTS (
-    SELECT 1 FROM checkpoints c
-    WHERE c.thread_id = b.thread_id
-        AND c.checkpoint_ns = b.checkpoint_ns
-        AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version
-)
-"""
-
-ORPHAN_WRITES_SQL = """
-SELECT count(*) FROM checkpoint_writes w
-WHERE NOT EXISTS (
-    SELECT 1 FROM checkpoints c
-    WHERE c.thread_id = w.thread_id
-        AND c.checkpoint_ns = w.checkpoint_ns
-        AND c.checkpoint_id = w.checkpoint_id
-)
-"""
-
-
-def _orphans(uri: str) -> tuple[int, int]:
-    with psycopg.connect(uri) as conn:
-        (blobs,) = conn.execute(ORPHAN_BLOBS_SQL).fetchone()
-        (writes,) = conn.execute(ORPHAN_WRITES_SQL).fetchone()
-    return blobs, writes
 
 
 # -- 1. a real delta graph -----------------------------------------------------
@@ -271,7 +244,7 @@ def _check_pruned_rows(uri: str, ref: Reference, side_counts: dict[str, int]) ->
     counts = _counts(uri, "loop")
     assert counts["checkpoints"] == ref.kept
     assert counts["checkpoint_writes"] > 0  # the kept ancestors' writes
-    assert _orphans(uri) == (0, 0)
+    assert orphans(uri) == (0, 0)
     assert _counts(uri, "side") == side_counts
 
 

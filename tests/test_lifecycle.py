@@ -25,6 +25,7 @@ from typing_extensions import TypedDict
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import DELETE_FOR_RUNS_SQL, render
+from tests.dbcheck import ORPHAN_BLOBS_SQL, ORPHAN_WRITES_SQL, orphans
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 KEYS = {
@@ -77,35 +78,6 @@ def other_threads(rows: dict[str, list[str]], *thread_ids: str) -> dict[str, Any
         table: [r for r in table_rows if not r.startswith(prefixes)]
         for table, table_rows in rows.items()
     }
-
-
-ORPHAN_BLOBS_SQL = """
-SELECT count(*) FROM checkpoint_blobs b
-WHERE NOT EXISTS (
-    SELECT 1 FROM checkpoints c
-    WHERE c.thread_id = b.thread_id
-        AND c.checkpoint_ns = b.checkpoint_ns
-        AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version
-)
-"""
-
-ORPHAN_WRITES_SQL = """
-SELECT count(*) FROM checkpoint_writes w
-WHERE NOT EXISTS (
-    SELECT 1 FROM checkpoints c
-    WHERE c.thread_id = w.thread_id
-        AND c.checkpoint_ns = w.checkpoint_ns
-        AND c.checkpoint_id = w.checkpoint_id
-)
-"""
-
-
-def orphans(uri: str) -> tuple[int, int]:
-    """(blobs no checkpoint references, writes without their checkpoint)."""
-    with psycopg.connect(uri) as conn:
-        (blobs,) = conn.execute(ORPHAN_BLOBS_SQL).fetchone()
-        (writes,) = conn.execute(ORPHAN_WRITES_SQL).fetchone()
-    return blobs, writes
 
 
 def count(uri: str, query: str, *params: Any) -> int:

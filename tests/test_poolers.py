@@ -22,7 +22,6 @@ from typing import Annotated, Any, TypedDict
 import psycopg
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
@@ -42,12 +41,13 @@ from tests.pgbouncer import (
     find_pgbouncer,
     run_pgbouncer,
 )
-from tests.test_conformance import ALL, SyncAsAsync, _run_report
+from tests.test_conformance import SyncAsAsync, assert_conformance
 from tests.test_graphs import (
     AsyncDriver,
     Driver,
     SyncDriver,
     chained,
+    chat_graph,
     plain,
     run_sync,
     snap,
@@ -161,9 +161,7 @@ async def test_sync_saver_conformance_through_pgbouncer(
         with sync_saver(kind, pooled.create()) as saver:
             yield SyncAsAsync(saver)
 
-    registered = checkpointer_test(name=f"PostgresSaver[pgbouncer-{kind}]")(factory)
-    report = await validate(registered, capabilities=set(ALL))
-    _run_report(report, iter(ALL))
+    await assert_conformance(f"PostgresSaver[pgbouncer-{kind}]", factory)
 
 
 @pytest.mark.parametrize("kind", ASYNC_KINDS)
@@ -174,11 +172,7 @@ async def test_async_saver_conformance_through_pgbouncer(
         async with async_saver(kind, pooled.create()) as saver:
             yield saver
 
-    registered = checkpointer_test(name=f"AsyncPostgresSaver[pgbouncer-{kind}]")(
-        factory
-    )
-    report = await validate(registered, capabilities=set(ALL))
-    _run_report(report, iter(ALL))
+    await assert_conformance(f"AsyncPostgresSaver[pgbouncer-{kind}]", factory)
 
 
 # --------------------------------------------------------------------------
@@ -226,7 +220,7 @@ def test_setup_through_pgbouncer_from_many_threads(
     # The migrated database works through the pooler right away.
     with sync_saver("pool", uri) as saver:
         result = chat_graph(saver).invoke({"messages": ["hi"]}, tdef("t"))
-    assert result == {"messages": ["hi", "reply 1"]}
+    assert result == {"messages": ["hi", "reply 1 to hi"], "count": 1}
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
@@ -241,25 +235,8 @@ async def test_async_setup_through_pgbouncer(
         await asyncio.gather(*(saver.setup() for _ in range(4)))
         await saver.setup()  # and again: nothing left to do
         result = await chat_graph(saver).ainvoke({"messages": ["hi"]}, tdef("t"))
-    assert result == {"messages": ["hi", "reply 1"]}
+    assert result == {"messages": ["hi", "reply 1 to hi"], "count": 1}
     assert _migration_versions(direct) == list(range(len(MIGRATIONS)))
-
-
-class Chat(TypedDict):
-    messages: Annotated[list[str], operator.add]
-
-
-def chat_graph(saver: BaseCheckpointSaver) -> Any:
-    """One node that answers: enough to show a saver reads and writes."""
-
-    def reply(state: Chat) -> Chat:
-        return {"messages": [f"reply {len(state['messages'])}"]}
-
-    builder = StateGraph(Chat)
-    builder.add_node("reply", reply)
-    builder.add_edge(START, "reply")
-    builder.add_edge("reply", END)
-    return builder.compile(checkpointer=saver)
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""Integrity checks on a saver's tables, read with a plain connection."""
+
+from __future__ import annotations
+
+import psycopg
+
+# Blobs that no checkpoint of their thread and namespace references.
+ORPHAN_BLOBS_SQL = """
+SELECT count(*) FROM checkpoint_blobs b
+WHERE NOT EXISTS (
+    SELECT 1 FROM checkpoints c
+    WHERE c.thread_id = b.thread_id
+        AND c.checkpoint_ns = b.checkpoint_ns
+        AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version
+)
+"""
+
+ORPHAN_WRITES_SQL = """
+SELECT count(*) FROM checkpoint_writes w
+WHERE NOT EXISTS (
+    SELECT 1 FROM checkpoints c
+    WHERE c.thread_id = w.thread_id
+        AND c.checkpoint_ns = w.checkpoint_ns
+        AND c.checkpoint_id = w.checkpoint_id
+)
+"""
+
+
+def orphans(uri: str) -> tuple[int, int]:
+    """(blobs no checkpoint references, writes without their checkpoint)."""
+    with psycopg.connect(uri) as conn:
+        (blobs,) = conn.execute(ORPHAN_BLOBS_SQL).fetchone()
+        (writes,) = conn.execute(ORPHAN_WRITES_SQL).fetchone()
+    return blobs, writes
