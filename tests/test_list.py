@@ -9,7 +9,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.postgres.base import LIST_PAGE_SIZE
+from langgraph.checkpoint.postgres.base import FIRST_PAGE_SIZE, LIST_PAGE_SIZE
 
 # More than two pages, so that every boundary case is crossed.
 COUNT = 2 * LIST_PAGE_SIZE + 37
@@ -48,7 +48,11 @@ def test_whole_thread_in_order_with_values_and_writes(saver: PostgresSaver) -> N
     )
 
 
-@pytest.mark.parametrize("limit", [0, 1, LIST_PAGE_SIZE, LIST_PAGE_SIZE + 1, COUNT + 5])
+@pytest.mark.parametrize(
+    "limit",
+    [0, 1, FIRST_PAGE_SIZE, FIRST_PAGE_SIZE + 1, FIRST_PAGE_SIZE + LIST_PAGE_SIZE]
+    + [FIRST_PAGE_SIZE + LIST_PAGE_SIZE + 1, COUNT + 5],
+)
 def test_limit_across_pages(saver: PostgresSaver, limit: int) -> None:
     ids = _fill(saver, "t", COUNT)
     listed = [t.checkpoint["id"] for t in saver.list(_thread("t"), limit=limit)]
@@ -111,6 +115,7 @@ def test_rows_are_read_page_by_page_not_all_at_once(saver: PostgresSaver) -> Non
     first = next(listing)
     assert first.metadata["step"] == COUNT - 1
     # Rows not read yet are read when the loop gets to them: once the thread
-    # is gone, only the rest of the page already fetched remains.
+    # is gone, only what was already fetched remains: the first page and the
+    # one read while the first was decoded.
     saver.delete_thread("t")
-    assert len(list(listing)) == LIST_PAGE_SIZE - 1
+    assert len(list(listing)) == FIRST_PAGE_SIZE + LIST_PAGE_SIZE - 1

@@ -200,6 +200,18 @@ class PostgresSaver(BasePostgresSaver):
                 self.pipe.sync()
             return []
 
+    def _load_while_fetching(
+        self, rows: list[TupleRow], statement: Statement
+    ) -> tuple[list[CheckpointTuple], list[TupleRow]]:
+        """Decode ``rows`` while the server runs ``statement``; return both."""
+        with self._cursor() as cur:
+            conn = cur.connection
+            # In a pipeline, execute() sends the query and returns at once.
+            with conn.pipeline() if self.supports_pipeline else nullcontext():
+                cur.execute(statement.sql, statement.params)
+                tuples = self._load_tuples(rows)
+                return tuples, cur.fetchall()
+
     def _fetch(self, statement: Statement) -> list[TupleRow]:
         return self._retrying(partial(self._run, statement, fetch=True))
 
@@ -278,8 +290,18 @@ class PostgresSaver(BasePostgresSaver):
         no connection or lock is held, so the loop body may call the saver.
         """
         pages = self._list_pages(config, filter=filter, before=before, limit=limit)
-        while (statement := pages.next_statement()) is not None:
-            yield from pages.load(self._fetch(statement))
+        if (statement := pages.next_statement()) is None:
+            return
+        rows = self._fetch(statement)
+        while True:
+            pages.receive(rows)
+            if (statement := pages.next_statement()) is None:
+                yield from map(self._load_tuple, rows)
+                return
+            tuples, rows = self._retrying(
+                partial(self._load_while_fetching, rows, statement)
+            )
+            yield from tuples
 
     def put(
         self,

@@ -9,7 +9,6 @@ whatever JSON handling they configured.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -25,15 +24,27 @@ _JSONB_BINARY_VERSION = 1
 # orjson reads integers beyond 64 bits as floats, silently. JSONB can hold
 # them (the 3.x package wrote such values inline), so a document that may
 # contain one, a number token of 19 or more digits, is read with the standard
-# library instead. Digits inside strings (channel versions) follow a quote and
-# do not match; a false match only costs speed.
-_LONG_INTEGER = re.compile(rb"[:,\[] ?-?\d{19}")
+# library instead. The test maps every digit to "0" and every byte that may
+# precede a number (space, ":", ",", "[", "-") to a space, then looks for a
+# space followed by 19 zeros: a C-speed scan, several times cheaper than a
+# regular expression. Digits inside strings (channel versions) follow a quote,
+# which maps to neither, and do not match; a false match only costs speed.
+_NUMBER_SHAPE = bytes(
+    ord("0") if b in b"0123456789" else ord(" ") if b in b" \t\n\r:,[-" else ord("x")
+    for b in range(256)
+)
+_LONG_NUMBER = b" " + b"0" * 19
+
+
+def _may_hold_long_integer(data: bytes) -> bool:
+    return _LONG_NUMBER in (b" " + data).translate(_NUMBER_SHAPE)
 
 
 def loads(data: Buffer) -> Any:
     """Decode JSON text exactly, integers of any size included."""
-    if _LONG_INTEGER.search(data):
-        return json.loads(bytes(data))
+    data = bytes(data)
+    if _may_hold_long_integer(data):
+        return json.loads(data)
     return orjson.loads(data)
 
 

@@ -213,6 +213,17 @@ class AsyncPostgresSaver(BasePostgresSaver):
                 await self.pipe.sync()
             return []
 
+    async def _load_while_fetching(
+        self, rows: list[TupleRow], statement: Statement
+    ) -> tuple[list[CheckpointTuple], list[TupleRow]]:
+        # See PostgresSaver._load_while_fetching.
+        async with self._cursor() as cur:
+            conn = cur.connection
+            async with conn.pipeline() if self.supports_pipeline else nullcontext():
+                await cur.execute(statement.sql, statement.params)
+                tuples = self._load_tuples(rows)
+                return tuples, await cur.fetchall()
+
     async def _fetch(self, statement: Statement) -> list[TupleRow]:
         return await self._retrying(partial(self._run, statement, fetch=True))
 
@@ -276,8 +287,19 @@ class AsyncPostgresSaver(BasePostgresSaver):
     ) -> AsyncIterator[CheckpointTuple]:
         """Yield checkpoints, newest first (see :meth:`PostgresSaver.list`)."""
         pages = self._list_pages(config, filter=filter, before=before, limit=limit)
-        while (statement := pages.next_statement()) is not None:
-            for item in pages.load(await self._fetch(statement)):
+        if (statement := pages.next_statement()) is None:
+            return
+        rows = await self._fetch(statement)
+        while True:
+            pages.receive(rows)
+            if (statement := pages.next_statement()) is None:
+                for row in rows:
+                    yield self._load_tuple(row)
+                return
+            tuples, rows = await self._retrying(
+                partial(self._load_while_fetching, rows, statement)
+            )
+            for item in tuples:
                 yield item
 
     async def aput(

@@ -19,7 +19,7 @@ import math
 import random
 import re
 import string
-from collections.abc import Container, Generator, Iterable, Iterator, Sequence
+from collections.abc import Container, Generator, Iterable, Sequence
 from typing import Any, NamedTuple, TypedDict, cast
 
 import psycopg
@@ -453,6 +453,11 @@ _NEWEST_FIRST = "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_n
 #: Rows ``list()`` fetches per round trip. It streams: between pages it holds
 #: no connection and no lock, so the caller's loop body may use the saver.
 LIST_PAGE_SIZE = 100
+
+#: Rows of a ``list()``'s first page: small, so that the first item comes
+#: soon and decoding starts early (each page is decoded while the server
+#: prepares the next).
+FIRST_PAGE_SIZE = 20
 
 
 @functools.lru_cache(maxsize=256)
@@ -1458,10 +1463,12 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 class ListPages:
     """Keyset pagination of one ``list()`` call; holds no connection.
 
-    The savers loop: ``next_statement()``, execute it, ``load(rows)``, until
-    ``next_statement()`` returns ``None``. Each page resumes after the last
-    row of the previous one, ordered by (checkpoint_id, thread_id,
-    checkpoint_ns) descending.
+    The savers loop: ``next_statement()``, execute it, ``receive(rows)``,
+    until ``next_statement()`` returns ``None``. Each page resumes after the
+    last row of the previous one, ordered by (checkpoint_id, thread_id,
+    checkpoint_ns) descending, so the next page's query is known as soon as a
+    page's rows arrive, before they are decoded: the savers send it first and
+    decode while the server works on it.
     """
 
     def __init__(
@@ -1487,7 +1494,7 @@ class ListPages:
         """The query for the next page, or ``None`` when there is no more."""
         if self._done or self._remaining == 0:
             return None
-        size = LIST_PAGE_SIZE
+        size = LIST_PAGE_SIZE if self._after is not None else FIRST_PAGE_SIZE
         if self._remaining is not None:
             size = min(size, self._remaining)
         wheres = list(self._wheres)
@@ -1510,8 +1517,8 @@ class ListPages:
             self._saver._sql(_select_checkpoints(tuple(wheres), tail)), params
         )
 
-    def load(self, rows: Sequence[Sequence[Any]]) -> Iterator[CheckpointTuple]:
-        """Note where the page ended, and decode its rows one by one."""
+    def receive(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Note where the page of ``rows`` ended."""
         if len(rows) < self._page_size:
             self._done = True
         if rows:
@@ -1519,7 +1526,6 @@ class ListPages:
             self._after = (checkpoint_id, thread_id, checkpoint_ns)
         if self._remaining is not None:
             self._remaining -= len(rows)
-        return (self._saver._load_tuple(row) for row in rows)
 
 
 def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
