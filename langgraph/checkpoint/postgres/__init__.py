@@ -37,7 +37,9 @@ from langgraph.checkpoint.postgres.base import (
     Batch,
     ConnectionLostError,
     PoolConfig,
+    QueuedWrite,
     Statement,
+    WriteQueue,
     connection_lost_message,
     pool_arguments,
 )
@@ -100,6 +102,9 @@ class PostgresSaver(BasePostgresSaver):
         self._turn: AbstractContextManager[Any] = (
             nullcontext() if isinstance(conn, ConnectionPool) else self.lock
         )
+        # Writes that wait for the shared connection are committed together.
+        self._writes = None if self._pooled else WriteQueue()
+        self._leading = threading.Lock()
 
     @classmethod
     @contextmanager
@@ -219,7 +224,34 @@ class PostgresSaver(BasePostgresSaver):
         self._retrying(partial(self._run, statement, fetch=False))
 
     def _execute_batch(self, batch: Batch) -> None:
-        self._retrying(partial(self._run_batch, batch))
+        if self._writes is None:  # a pool: every call has its own connection
+            self._retrying(partial(self._run_batch, batch))
+            return
+        entry = self._writes.add(batch)
+        with self._leading:
+            # An earlier leader may have committed this write with its group.
+            if not entry.done:
+                self._run_group(self._writes.take())
+        entry.outcome()
+
+    def _run_group(self, group: list[QueuedWrite]) -> None:
+        """Commit ``group`` in one transaction, or else each write alone."""
+        if len(group) > 1:
+            try:
+                self._run_batch(WriteQueue.combined(group))
+            except Exception:
+                pass  # one by one below, so each caller gets its own error
+            else:
+                for entry in group:
+                    entry.finish()
+                return
+        for entry in group:
+            try:
+                self._run_batch(entry.batch)
+            except Exception as error:
+                entry.finish(error)
+            else:
+                entry.finish()
 
     # -- API ---------------------------------------------------------------
 

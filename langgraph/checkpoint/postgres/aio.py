@@ -45,7 +45,9 @@ from langgraph.checkpoint.postgres.base import (
     Batch,
     ConnectionLostError,
     PoolConfig,
+    QueuedWrite,
     Statement,
+    WriteQueue,
     connection_lost_message,
     pool_arguments,
 )
@@ -107,6 +109,9 @@ class AsyncPostgresSaver(BasePostgresSaver):
         self._turn: AbstractAsyncContextManager[Any] = (
             nullcontext() if isinstance(conn, AsyncConnectionPool) else self.lock
         )
+        # Writes that wait for the shared connection are committed together.
+        self._writes = None if self._pooled else WriteQueue()
+        self._leading = asyncio.Lock()
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -231,7 +236,34 @@ class AsyncPostgresSaver(BasePostgresSaver):
         await self._retrying(partial(self._run, statement, fetch=False))
 
     async def _execute_batch(self, batch: Batch) -> None:
-        await self._retrying(partial(self._run_batch, batch))
+        # See PostgresSaver._execute_batch.
+        if self._writes is None:
+            await self._retrying(partial(self._run_batch, batch))
+            return
+        entry = self._writes.add(batch)
+        async with self._leading:
+            if not entry.done:
+                await self._run_group(self._writes.take())
+        entry.outcome()
+
+    async def _run_group(self, group: list[QueuedWrite]) -> None:
+        # See PostgresSaver._run_group.
+        if len(group) > 1:
+            try:
+                await self._run_batch(WriteQueue.combined(group))
+            except Exception:
+                pass
+            else:
+                for entry in group:
+                    entry.finish()
+                return
+        for entry in group:
+            try:
+                await self._run_batch(entry.batch)
+            except Exception as error:
+                entry.finish(error)
+            else:
+                entry.finish()
 
     # -- async API ---------------------------------------------------------
 

@@ -14,6 +14,7 @@ one in either direction.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import random
@@ -50,7 +51,9 @@ __all__ = [
     "PoolConfig",
     "IncompatibleSchemaError",
     "ListPages",
+    "QueuedWrite",
     "Statement",
+    "WriteQueue",
 ]
 
 # --------------------------------------------------------------------------
@@ -837,6 +840,62 @@ class Batch(NamedTuple):
             sql, (params,) = self.parts[0]
             return Statement(sql, params)
         return None
+
+
+class QueuedWrite:
+    """A write batch waiting for the shared connection, and how it ended."""
+
+    __slots__ = ("batch", "done", "error")
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.done = False
+        self.error: BaseException | None = None
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.done, self.error = True, error
+
+    def outcome(self) -> None:
+        """Return once stored; raise what storing it raised."""
+        if self.error is not None:
+            raise self.error
+        if not self.done:  # the group's run ended without reaching it
+            raise RuntimeError("the write was not run: the saver was interrupted")
+
+
+class WriteQueue:
+    """Writes of a saver with one shared connection, committed in groups.
+
+    LangGraph stores a checkpoint and the writes of the next step from
+    background threads (or tasks), so several writes often wait for the one
+    connection at once. Whoever gets to run takes every write waiting and
+    commits them in one transaction: one WAL flush instead of one each. Each
+    write is still all-or-nothing, and its caller returns only after the
+    commit that holds it. If a group fails, its writes run again one by one,
+    so that a bad write fails only its own caller.
+    """
+
+    def __init__(self) -> None:
+        # deque: append and popleft are atomic across threads.
+        self._waiting: collections.deque[QueuedWrite] = collections.deque()
+
+    def add(self, batch: Batch) -> QueuedWrite:
+        """Queue ``batch``; the returned entry tells when it is stored."""
+        entry = QueuedWrite(batch)
+        self._waiting.append(entry)
+        return entry
+
+    def take(self) -> list[QueuedWrite]:
+        """Every write waiting now, oldest first."""
+        group: list[QueuedWrite] = []
+        while self._waiting:
+            group.append(self._waiting.popleft())
+        return group
+
+    @staticmethod
+    def combined(group: Sequence[QueuedWrite]) -> Batch:
+        """One batch running ``group``'s statements in order."""
+        return Batch(tuple(part for entry in group for part in entry.batch.parts))
 
 
 #: A sequence of statements decided as it runs: the saver executes each

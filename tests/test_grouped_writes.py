@@ -1,0 +1,140 @@
+"""Writes that wait for a saver's one shared connection commit together.
+
+LangGraph stores checkpoints and writes from background threads (or tasks),
+so on a single connection several writes often wait at once; the saver
+commits them in one transaction. These tests hold the connection's lock while
+writers queue up, then check, through each row's ``xmin`` (the transaction
+that wrote it), that the queued writes shared a commit, that each write is
+still all-or-nothing, and that a write the database refuses fails only its
+own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+
+from tests.savers import async_saver, sync_saver
+
+WRITERS = 8
+# Long enough for every writer to start and queue its write.
+QUEUE_UP_SECONDS = 0.5
+
+REFUSE_BAD_THREAD_SQL = """
+CREATE FUNCTION lgcp_refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.thread_id = 'bad' THEN
+        RAISE EXCEPTION 'lgcp refuses thread bad';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER lgcp_refuse_bad BEFORE INSERT ON checkpoints
+FOR EACH ROW EXECUTE FUNCTION lgcp_refuse_bad();
+"""
+
+
+def _put_args(thread_id: str) -> tuple[Any, ...]:
+    checkpoint = empty_checkpoint()
+    # A list goes to a blob row, so each put writes two tables.
+    checkpoint["channel_values"] = {"messages": [thread_id] * 3, "n": 1}
+    checkpoint["channel_versions"] = {"messages": "1", "n": "1"}
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    return config, checkpoint, {"source": "loop"}, {"messages": "1", "n": "1"}
+
+
+def _writer_ids(bad: bool) -> list[str]:
+    ids = [f"w{i}" for i in range(WRITERS)]
+    if bad:
+        ids[WRITERS // 2] = "bad"
+    return ids
+
+
+def _transactions(uri: str) -> dict[str, set[int]]:
+    """For each thread, the transactions that wrote its checkpoint and blobs."""
+    with psycopg.connect(uri) as conn:
+        rows = conn.execute(
+            "SELECT thread_id, xmin::text::bigint FROM checkpoints"
+            " UNION ALL SELECT thread_id, xmin::text::bigint FROM checkpoint_blobs"
+        ).fetchall()
+    found: dict[str, set[int]] = {}
+    for thread_id, xid in rows:
+        found.setdefault(thread_id, set()).add(xid)
+    return found
+
+
+def _check(uri: str, ids: list[str], errors: dict[str, BaseException]) -> None:
+    good = [i for i in ids if i != "bad"]
+    assert not {i: e for i, e in errors.items() if i != "bad"}
+    if "bad" in ids:
+        error = errors["bad"]
+        assert isinstance(error, psycopg.errors.RaiseException)
+        assert "lgcp refuses thread bad" in str(error)
+    found = _transactions(uri)
+    assert sorted(found) == sorted(good)  # nothing of the refused write
+    # Each put is one transaction: its checkpoint and its blob share it.
+    assert all(len(found[i]) == 1 for i in good)
+    if "bad" not in ids:
+        # The writes that queued behind the first one shared one commit.
+        assert len(set().union(*found.values())) <= 2
+
+
+@pytest.mark.parametrize("kind", ["conn", "pipeline"])
+@pytest.mark.parametrize("bad", [False, True], ids=["all-good", "one-refused"])
+def test_queued_writes_share_a_commit(db_uri: str, kind: str, bad: bool) -> None:
+    if bad:
+        with psycopg.connect(db_uri) as conn:
+            conn.execute(REFUSE_BAD_THREAD_SQL)
+    ids = _writer_ids(bad)
+    errors: dict[str, BaseException] = {}
+    with sync_saver(kind, db_uri) as saver:
+
+        def write(thread_id: str) -> None:
+            try:
+                stored = saver.put(*_put_args(thread_id))
+                assert saver.get_tuple(stored) is not None
+            except BaseException as error:
+                errors[thread_id] = error
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in ids]
+        with saver.lock:  # the connection is busy while the writers queue
+            for thread in threads:
+                thread.start()
+            time.sleep(QUEUE_UP_SECONDS)
+        for thread in threads:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in threads)
+    _check(db_uri, ids, errors)
+
+
+@pytest.mark.parametrize("kind", ["aconn", "apipeline"])
+@pytest.mark.parametrize("bad", [False, True], ids=["all-good", "one-refused"])
+async def test_queued_async_writes_share_a_commit(
+    db_uri: str, kind: str, bad: bool
+) -> None:
+    if bad:
+        with psycopg.connect(db_uri) as conn:
+            conn.execute(REFUSE_BAD_THREAD_SQL)
+    ids = _writer_ids(bad)
+    errors: dict[str, BaseException] = {}
+    async with async_saver(kind, db_uri) as saver:
+
+        async def write(thread_id: str) -> None:
+            try:
+                stored = await saver.aput(*_put_args(thread_id))
+                assert await saver.aget_tuple(stored) is not None
+            except Exception as error:
+                errors[thread_id] = error
+
+        async with saver.lock:
+            tasks = [asyncio.create_task(write(i)) for i in ids]
+            await asyncio.sleep(QUEUE_UP_SECONDS)
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    _check(db_uri, ids, errors)
+
