@@ -137,4 +137,3 @@ async def test_queued_async_writes_share_a_commit(
             await asyncio.sleep(QUEUE_UP_SECONDS)
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
     _check(db_uri, ids, errors)
-
