@@ -137,3 +137,26 @@ async def test_queued_async_writes_share_a_commit(
             await asyncio.sleep(QUEUE_UP_SECONDS)
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
     _check(db_uri, ids, errors)
+
+
+@pytest.mark.parametrize("kind", ["aconn", "apipeline"])
+async def test_a_cancelled_writer_does_not_drop_the_others(
+    db_uri: str, kind: str
+) -> None:
+    # A FastAPI request that is cancelled while its write leads a group:
+    # the writes of the group's other callers are still committed.
+    ids = _writer_ids(bad=False)
+    async with async_saver(kind, db_uri) as saver:
+        # Every writer queues first; the first then takes the whole group
+        # and waits for the busy connection, where it is cancelled.
+        async with saver._leading, saver.lock:
+            tasks = [asyncio.create_task(saver.aput(*_put_args(i))) for i in ids]
+            await asyncio.sleep(QUEUE_UP_SECONDS)
+        await asyncio.sleep(0)
+        tasks[0].cancel()
+        results = await asyncio.wait_for(
+            asyncio.gather(*tasks, return_exceptions=True), 30
+        )
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert not [r for r in results[1:] if isinstance(r, BaseException)]
+    assert set(ids[1:]) <= set(_transactions(db_uri))

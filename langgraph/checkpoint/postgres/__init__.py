@@ -231,7 +231,11 @@ class PostgresSaver(BasePostgresSaver):
         with self._leading:
             # An earlier leader may have committed this write with its group.
             if not entry.done:
-                self._run_group(self._writes.take())
+                group = self._writes.take()
+                try:
+                    self._run_group(group)
+                finally:
+                    self._writes.put_back(group, entry)
         entry.outcome()
 
     def _run_group(self, group: list[QueuedWrite]) -> None:

@@ -243,7 +243,11 @@ class AsyncPostgresSaver(BasePostgresSaver):
         entry = self._writes.add(batch)
         async with self._leading:
             if not entry.done:
-                await self._run_group(self._writes.take())
+                group = self._writes.take()
+                try:
+                    await self._run_group(group)
+                finally:
+                    self._writes.put_back(group, entry)
         entry.outcome()
 
     async def _run_group(self, group: list[QueuedWrite]) -> None:

@@ -859,8 +859,8 @@ class QueuedWrite:
         """Return once stored; raise what storing it raised."""
         if self.error is not None:
             raise self.error
-        if not self.done:  # the group's run ended without reaching it
-            raise RuntimeError("the write was not run: the saver was interrupted")
+        if not self.done:  # cannot happen: an interrupted run puts it back
+            raise RuntimeError("the write was not run")
 
 
 class WriteQueue:
@@ -891,6 +891,17 @@ class WriteQueue:
         while self._waiting:
             group.append(self._waiting.popleft())
         return group
+
+    def put_back(self, group: Sequence[QueuedWrite], mine: QueuedWrite) -> None:
+        """Queue again, first, the writes of ``group`` that did not run.
+
+        For a run that was interrupted (a cancelled task, KeyboardInterrupt):
+        the next caller to run commits them. ``mine``, the interrupted
+        caller's own write, is dropped: its caller sees the interruption.
+        """
+        for entry in reversed(group):
+            if not entry.done and entry is not mine:
+                self._waiting.appendleft(entry)
 
     @staticmethod
     def combined(group: Sequence[QueuedWrite]) -> Batch:
