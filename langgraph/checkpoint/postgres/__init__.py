@@ -208,13 +208,18 @@ class PostgresSaver(BasePostgresSaver):
     def _load_while_fetching(
         self, rows: list[TupleRow], statement: Statement
     ) -> tuple[list[CheckpointTuple], list[TupleRow]]:
-        """Decode ``rows`` while the server runs ``statement``; return both."""
+        """Decode ``rows`` while the server runs ``statement``; return both.
+
+        Empties ``rows``, so that a page's raw rows and the next page's are
+        not held at once.
+        """
         with self._cursor() as cur:
             conn = cur.connection
             # In a pipeline, execute() sends the query and returns at once.
             with conn.pipeline() if self.supports_pipeline else nullcontext():
                 cur.execute(statement.sql, statement.params)
                 tuples = self._load_tuples(rows)
+                rows.clear()  # free this page's raw rows before the next arrives
                 return tuples, cur.fetchall()
 
     def _fetch(self, statement: Statement) -> list[TupleRow]:

@@ -227,6 +227,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
             async with conn.pipeline() if self.supports_pipeline else nullcontext():
                 await cur.execute(statement.sql, statement.params)
                 tuples = self._load_tuples(rows)
+                rows.clear()  # free this page's raw rows before the next arrives
                 return tuples, await cur.fetchall()
 
     async def _fetch(self, statement: Statement) -> list[TupleRow]:
