@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import (
+    MAX_VALUES_ROWS,
     MIGRATIONS,
     BasePostgresSaver,
 )
@@ -185,6 +186,64 @@ def test_special_writes_overwrite_and_ordinary_writes_keep_the_first(
         ("task", "__error__", "second"),
         ("task", "a", 1),
     ]
+
+
+# More rows than one write statement carries: several statements, one call.
+MANY = 2 * MAX_VALUES_ROWS + 3
+
+
+def test_put_and_put_writes_of_many_rows_store_every_row(saver: PostgresSaver) -> None:
+    values = {f"ch{i}": bytes([i]) * (i + 1) for i in range(MANY)}  # all blobs
+    config = _put(saver, "many", values)
+    writes = [(f"w{i}", [i]) for i in range(MANY)]
+    writes += [("__error__", "first"), ("__error__", "last")]
+    saver.put_writes(config, writes, "task")
+    loaded = saver.get_tuple(config)
+    assert loaded is not None
+    assert loaded.checkpoint["channel_values"] == values
+    expected = [("task", "__error__", "last")]
+    expected += sorted(
+        (("task", channel, value) for channel, value in writes[:MANY]),
+        key=lambda w: int(w[1][1:]),
+    )
+    assert loaded.pending_writes == expected
+
+
+async def test_async_put_and_put_writes_of_many_rows_store_every_row(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    values = {f"ch{i}": bytes([i]) for i in range(MANY)}
+    checkpoint = _checkpoint(values)
+    config = await asaver.aput(
+        _config("amany"), checkpoint, {}, dict(checkpoint["channel_versions"])
+    )
+    await asaver.aput_writes(config, [(f"w{i}", i) for i in range(MANY)], "task")
+    loaded = await asaver.aget_tuple(config)
+    assert loaded is not None
+    assert loaded.checkpoint["channel_values"] == values
+    assert [w[2] for w in loaded.pending_writes or []] == list(range(MANY))
+
+
+def test_refused_put_of_many_blobs_stores_none_of_them(
+    saver: PostgresSaver, db_uri: str
+) -> None:
+    with psycopg.connect(db_uri, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'refused by test trigger'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON checkpoints
+                FOR EACH ROW EXECUTE FUNCTION refuse();
+            """
+        )
+    values = {f"ch{i}": bytes([i]) for i in range(MANY)}
+    with pytest.raises(psycopg.errors.RaiseException, match="refused by test"):
+        _put(saver, "refused", values)
+    assert _rows(db_uri) == {
+        "checkpoints": [],
+        "checkpoint_blobs": [],
+        "checkpoint_writes": [],
+    }
 
 
 class XorCipher:

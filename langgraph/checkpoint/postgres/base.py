@@ -21,7 +21,7 @@ import random
 import re
 import string
 from collections.abc import Container, Generator, Iterable, Sequence
-from typing import Any, NamedTuple, TypedDict, cast
+from typing import Any, NamedTuple, TypedDict, TypeVar, cast
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
@@ -43,6 +43,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from langgraph.checkpoint.postgres import _json
+
+T = TypeVar("T")
 
 __all__ = [
     "MIGRATIONS",
@@ -487,23 +489,39 @@ def _sorted_writes(*columns: Sequence[Any] | None) -> list[tuple[Any, ...]]:
     return sorted(zip(*cast(Sequence[Sequence[Any]], columns)))
 
 
-# `put` and `put_writes` send one row per statement, all pipelined in one
-# round trip and one transaction (a `Batch`): measured, this beats a single
-# statement that unnests arrays of rows, whose bytea array costs the server
-# more than the extra statements do. Payloads travel in binary (%b).
+# `put` and `put_writes` send one statement each: every row is an entry of
+# its VALUES list, numbered parameters (`channel_0`, `channel_1`, ...) carry
+# what differs between rows, and one parameter what they share (thread,
+# namespace, checkpoint, task). Measured against one statement per row in a
+# pipeline (the previous design), this saves about 80 us of client CPU per
+# call, psycopg's pipeline bookkeeping; against a statement unnesting arrays
+# of rows, it keeps each payload a binary bytea parameter (%b) that the
+# server need not unpack from an array. More rows than `MAX_VALUES_ROWS` go
+# in several such statements, still in one round trip and one transaction,
+# so that the SQL text and the number of prepared shapes stay bounded.
+
+#: Rows up to which one write statement carries them all.
+MAX_VALUES_ROWS = 32
 
 # Blobs are immutable per (channel, version), so an existing one is kept.
-UPSERT_BLOB_SQL = """
+UPSERT_BLOBS_SQL = """
 INSERT INTO $checkpoint_blobs
     (thread_id, checkpoint_ns, channel, version, type, blob)
 VALUES
-    (%(thread_id)s, %(checkpoint_ns)s, %(channel)s, %(version)s, %(type)s,
-     %(blob)b)
+    {rows}
 ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 """
+BLOB_ROW = (
+    "(%(thread_id)s, %(checkpoint_ns)s, %(channel_{i})s, %(version_{i})s, "
+    "%(type_{i})s, %(blob_{i})b)"
+)
+BLOB_FIELDS = ("channel", "version", "type", "blob")
 
-# A checkpoint written again under the same id replaces its content.
+# A checkpoint written again under the same id replaces its content. Its
+# blobs are stored by the same statement ({blobs} is empty or a WITH clause
+# holding an UPSERT_BLOBS_SQL), so a reader never finds one without the other.
 UPSERT_CHECKPOINT_SQL = """
+{blobs}
 INSERT INTO $checkpoints
     (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
      checkpoint, metadata)
@@ -516,20 +534,59 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
 """
 
 # Writes to the special channels (negative idx) replace what a retried task
-# wrote before; ordinary writes are idempotent, so the first one stays.
-UPSERT_WRITE_SQL = """
+# wrote before; ordinary writes are idempotent, so the first one stays. One
+# statement may not touch a row twice: `_put_writes_statement` keeps one
+# write per idx.
+UPSERT_WRITES_SQL = """
 INSERT INTO $checkpoint_writes AS cw
     (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,
      idx, channel, type, blob)
 VALUES
-    (%(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s,
-     %(task_path)s, %(idx)s, %(channel)s, %(type)s, %(blob)b)
+    {rows}
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
     channel = EXCLUDED.channel,
     type = EXCLUDED.type,
     blob = EXCLUDED.blob
 WHERE cw.idx < 0
 """
+WRITE_ROW = (
+    "(%(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, "
+    "%(task_path)s, %(idx_{i})s, %(channel_{i})s, %(type_{i})s, %(blob_{i})b)"
+)
+WRITE_FIELDS = ("idx", "channel", "type", "blob")
+
+
+@functools.lru_cache(maxsize=4 * MAX_VALUES_ROWS)
+def _values_sql(template: str, row: str, count: int) -> str:
+    """``template`` with ``count`` numbered copies of ``row`` as its rows."""
+    return template.replace(
+        "{rows}", ",\n    ".join(row.format(i=i) for i in range(count))
+    )
+
+
+@functools.lru_cache(maxsize=2 * MAX_VALUES_ROWS)
+def _put_checkpoint_sql(blob_count: int) -> str:
+    """The checkpoint upsert, storing ``blob_count`` blobs with it."""
+    blobs = ""
+    if blob_count:
+        blobs = f"WITH blobs AS ({_values_sql(UPSERT_BLOBS_SQL, BLOB_ROW, blob_count)})"
+    return UPSERT_CHECKPOINT_SQL.replace("{blobs}", blobs)
+
+
+def _numbered(
+    common: dict[str, Any], fields: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> dict[str, Any]:
+    """Parameters of a VALUES statement: ``common`` plus ``field_i`` of row i."""
+    params = dict(common)
+    for i, row in enumerate(rows):
+        for field, value in zip(fields, row):
+            params[f"{field}_{i}"] = value
+    return params
+
+
+def _chunks(rows: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
 
 DELETE_THREADS_SQL = """
 WITH deleted_writes AS (
@@ -1274,21 +1331,13 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 if isinstance(value, _DeltaSnapshot):
                     inline[channel] = _DELTA_SNAPSHOT_MARKER
 
-        blob_rows: list[dict[str, Any]] = []
+        blob_rows: list[tuple[str, str, str, bytes]] = []
         for channel, version in new_versions.items():
             _text(channel, "channel")
             if channel in stored:
                 type_, blob = self.serde.dumps_typed(stored[channel])
-                blob_rows.append(
-                    {
-                        "thread_id": thread_id,
-                        "checkpoint_ns": checkpoint_ns,
-                        "channel": channel,
-                        "version": _text(version, "channel version"),
-                        "type": type_,
-                        "blob": blob,
-                    }
-                )
+                version = _text(version, "channel version")
+                blob_rows.append((channel, version, type_, blob))
 
         document = {**checkpoint, "channel_values": inline}
         # LangGraph's helper below drops NUL from top-level strings; refuse
@@ -1311,12 +1360,22 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             "checkpoint": _jsonb(document, "checkpoint (a channel name)"),
             "metadata": _jsonb(stored_metadata, "metadata"),
         }
-        # Blobs first: a reader never finds a checkpoint without its blobs
-        # (the batch is one transaction anyway).
-        parts: list[tuple[str, list[dict[str, Any]]]] = []
-        if blob_rows:
-            parts.append((self._sql(UPSERT_BLOB_SQL), blob_rows))
-        parts.append((self._sql(UPSERT_CHECKPOINT_SQL), [params]))
+        # The last few blobs travel with the checkpoint; any more go first,
+        # in the same transaction.
+        *before, last = _chunks(blob_rows, MAX_VALUES_ROWS) or [()]
+        parts = [
+            (
+                self._sql(_values_sql(UPSERT_BLOBS_SQL, BLOB_ROW, len(chunk))),
+                [_numbered(params, BLOB_FIELDS, chunk)],
+            )
+            for chunk in before
+        ]
+        parts.append(
+            (
+                self._sql(_put_checkpoint_sql(len(last))),
+                [_numbered(params, BLOB_FIELDS, last)],
+            )
+        )
         next_config = _checkpoint_config(thread_id, checkpoint_ns, checkpoint_id)
         return Batch(tuple(parts)), next_config
 
@@ -1350,14 +1409,19 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             "task_id": _text(task_id, "task_id"),
             "task_path": _text(task_path, "task_path"),
         }
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[int, str, str, bytes]] = []
         for idx, (channel, value) in by_idx.items():
             type_, blob = self.serde.dumps_typed(value)
-            channel = _text(channel, "channel")
-            rows.append(
-                {**common, "idx": idx, "channel": channel, "type": type_, "blob": blob}
+            rows.append((idx, _text(channel, "channel"), type_, blob))
+        return Batch(
+            tuple(
+                (
+                    self._sql(_values_sql(UPSERT_WRITES_SQL, WRITE_ROW, len(chunk))),
+                    [_numbered(common, WRITE_FIELDS, chunk)],
+                )
+                for chunk in _chunks(rows, MAX_VALUES_ROWS)
             )
-        return Batch(((self._sql(UPSERT_WRITE_SQL), rows),))
+        )
 
     def _delete_thread_statement(self, thread_id: str) -> Statement:
         return Statement(
