@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -160,3 +162,41 @@ async def test_a_cancelled_writer_does_not_drop_the_others(
     assert isinstance(results[0], asyncio.CancelledError)
     assert not [r for r in results[1:] if isinstance(r, BaseException)]
     assert set(ids[1:]) <= set(_transactions(db_uri))
+
+
+@pytest.mark.parametrize("kind", ["conn", "pipeline"])
+def test_queued_writes_to_one_row_keep_their_order(db_uri: str, kind: str) -> None:
+    # Two writes of one task queue together: they run one after the other,
+    # in the order they were made, as they would without grouping: the later
+    # special write replaces the earlier, the earlier ordinary write stays.
+    with sync_saver(kind, db_uri) as saver:
+        config = saver.put(*_put_args("same"))
+        calls: list[Callable[[], Any]] = [
+            partial(
+                saver.put_writes, config, [("__error__", "1st"), ("a", "1st")], "t"
+            ),
+            partial(
+                saver.put_writes, config, [("__error__", "2nd"), ("a", "2nd")], "t"
+            ),
+            partial(saver.put, *_put_args("other")),
+        ]
+        errors: list[BaseException] = []
+
+        def run(call: Callable[[], Any]) -> None:
+            try:
+                call()
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+        with saver._leading, saver.lock:  # every writer queues, in this order
+            for thread in threads:
+                thread.start()
+                time.sleep(QUEUE_UP_SECONDS / len(threads))
+        for thread in threads:
+            thread.join(30)
+        assert not errors
+        loaded = saver.get_tuple(config)
+        assert saver.get_tuple(_put_args("other")[0]) is not None
+    assert loaded is not None
+    assert loaded.pending_writes == [("t", "__error__", "2nd"), ("t", "a", "1st")]

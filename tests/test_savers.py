@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import (
+    MAX_STATEMENT_PIECES,
     MAX_VALUES_ROWS,
     MIGRATIONS,
     BasePostgresSaver,
@@ -244,6 +245,40 @@ def test_refused_put_of_many_blobs_stores_none_of_them(
         "checkpoint_blobs": [],
         "checkpoint_writes": [],
     }
+
+
+def test_put_writes_beyond_one_statement_is_one_transaction(
+    saver: PostgresSaver, db_uri: str
+) -> None:
+    # More rows than one statement carries: several, in one transaction.
+    count = MAX_VALUES_ROWS * MAX_STATEMENT_PIECES + 5
+    writes = [(f"w{i}", i) for i in range(count)]
+    config = _put(saver, "huge", {})
+    saver.put_writes(config, writes, "task")
+    loaded = saver.get_tuple(config)
+    assert loaded is not None
+    assert [w[2] for w in loaded.pending_writes or []] == list(range(count))
+    with psycopg.connect(db_uri, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.channel = 'refuse' THEN
+                    RAISE EXCEPTION 'refused by test trigger';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON checkpoint_writes
+                FOR EACH ROW EXECUTE FUNCTION refuse();
+            """
+        )
+    with pytest.raises(psycopg.errors.RaiseException, match="refused by test"):
+        saver.put_writes(config, [*writes, ("refuse", 0)], "other task")
+    with psycopg.connect(db_uri) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM checkpoint_writes WHERE task_id = 'other task'"
+        ).fetchone()
+    assert stored == (0,)
 
 
 class XorCipher:

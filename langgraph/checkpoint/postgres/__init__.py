@@ -186,10 +186,11 @@ class PostgresSaver(BasePostgresSaver):
             self.conn.check()
         return call()
 
-    def _run_batch(self, batch: Batch) -> list[TupleRow]:
+    def _run_batch(self, batch: Batch) -> None:
+        first, *more = batch.statements()
         with self._cursor() as cur:
-            if (statement := batch.single) is not None:
-                cur.execute(statement.sql, statement.params)
+            if not more:
+                cur.execute(first.sql, first.params, prepare=batch.prepare)
             else:
                 # One round trip: statements before the pipeline's sync form
                 # one implicit transaction. Without pipeline support, an
@@ -199,11 +200,10 @@ class PostgresSaver(BasePostgresSaver):
                     conn.pipeline() if self.supports_pipeline else conn.transaction()
                 )
                 with together:
-                    for sql, rows in batch.parts:
-                        cur.executemany(sql, rows)
+                    for statement in (first, *more):
+                        cur.execute(statement.sql, statement.params, prepare=False)
             if self.pipe is not None:
                 self.pipe.sync()
-            return []
 
     def _load_while_fetching(
         self, rows: list[TupleRow], statement: Statement
@@ -245,9 +245,9 @@ class PostgresSaver(BasePostgresSaver):
 
     def _run_group(self, group: list[QueuedWrite]) -> None:
         """Commit ``group`` in one transaction, or else each write alone."""
-        if len(group) > 1:
+        if len(group) > 1 and (together := WriteQueue.combined(group)) is not None:
             try:
-                self._run_batch(WriteQueue.combined(group))
+                self._run_batch(together)
             except Exception:
                 pass  # one by one below, so each caller gets its own error
             else:

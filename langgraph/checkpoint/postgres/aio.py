@@ -201,22 +201,24 @@ class AsyncPostgresSaver(BasePostgresSaver):
             await self.conn.check()
         return await call()
 
-    async def _run_batch(self, batch: Batch) -> list[TupleRow]:
+    async def _run_batch(self, batch: Batch) -> None:
         # See PostgresSaver._run_batch.
+        first, *more = batch.statements()
         async with self._cursor() as cur:
-            if (statement := batch.single) is not None:
-                await cur.execute(statement.sql, statement.params)
+            if not more:
+                await cur.execute(first.sql, first.params, prepare=batch.prepare)
             else:
                 conn = cur.connection
                 together = (
                     conn.pipeline() if self.supports_pipeline else conn.transaction()
                 )
                 async with together:
-                    for sql, rows in batch.parts:
-                        await cur.executemany(sql, rows)
+                    for statement in (first, *more):
+                        await cur.execute(
+                            statement.sql, statement.params, prepare=False
+                        )
             if self.pipe is not None:
                 await self.pipe.sync()
-            return []
 
     async def _load_while_fetching(
         self, rows: list[TupleRow], statement: Statement
@@ -253,9 +255,9 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
     async def _run_group(self, group: list[QueuedWrite]) -> None:
         # See PostgresSaver._run_group.
-        if len(group) > 1:
+        if len(group) > 1 and (together := WriteQueue.combined(group)) is not None:
             try:
-                await self._run_batch(WriteQueue.combined(group))
+                await self._run_batch(together)
             except Exception:
                 pass
             else:
