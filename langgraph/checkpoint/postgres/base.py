@@ -561,6 +561,7 @@ WRITE_ROW = (
     "%(task_path)s, %(idx_{i})s, %(channel_{i})s, %(type_{i})s, %(blob_{i})b)"
 )
 WRITE_FIELDS = ("idx", "channel", "type", "blob")
+_TASK_WRITES_KEY = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1474,11 +1475,12 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             type_, blob = self.serde.dumps_typed(value)
             rows.append((idx, _text(channel, "channel"), type_, blob))
         pieces = _values_pieces(UPSERT_WRITES_SQL, WRITE_ROW, len(rows))
-        key = ("writes", thread_id, common["checkpoint_ns"], common["checkpoint_id"])
+        # The rows of one task's writes to one checkpoint.
+        key = ("writes", *(common[name] for name in _TASK_WRITES_KEY))
         return _write_batch(
             [self._sql(piece) for piece in pieces],
             _numbered(common, WRITE_FIELDS, rows),
-            frozenset({(*key, common["task_id"])}),
+            frozenset({key}),
         )
 
     def _delete_thread_statement(self, thread_id: str) -> Statement:
