@@ -664,3 +664,85 @@ def test_setup_killed_during_the_index_build_is_finished_by_the_next_one(
         saver.setup()
         _assert_round_trip(saver)
     _assert_fully_migrated(uri)
+
+
+# -- a deadlock with the application ------------------------------------------
+
+
+def _wait_for_lock_wait(conn: psycopg.Connection[Any], query_start: str) -> None:
+    """Wait until a session of this database whose query starts with
+    ``query_start`` waits for a lock."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = conn.execute(
+            """SELECT 1 FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'
+              AND query LIKE %s""",
+            (query_start + "%",),
+        ).fetchone()
+        if waiting:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"no session started waiting for a lock in {query_start!r}")
+
+
+def _run_setup(uri: str, kind: str) -> None:
+    if kind == "sync":
+        with PostgresSaver.from_conn_string(uri) as saver:
+            saver.setup()
+        return
+
+    async def run() -> None:
+        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+            await saver.setup()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_setup_deadlocked_by_an_application_transaction_runs_again(
+    empty_db_uri: str, kind: str
+) -> None:
+    """An upgrade that deadlocks with a live writer must not fail the deploy.
+
+    The application's transaction writes ``checkpoint_writes`` and then
+    ``checkpoints``; the migration holds ``checkpoints`` (10 builds an index
+    on it) and waits for ``checkpoint_writes`` (11 drops an index of it). The
+    server aborts the migration (the writer checks for deadlocks only after
+    10 s); its transaction rolled back, setup() must run it again.
+    """
+    uri = empty_db_uri
+    _make_upstream_database(uri)
+    app_options = "-c deadlock_timeout=10s -c lock_timeout=30s"
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            _run_setup(uri, kind)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome["error"] = exc
+
+    with _observer(uri) as watch, psycopg.connect(uri, options=app_options) as app:
+        app.execute(
+            """INSERT INTO checkpoint_writes
+                (thread_id, checkpoint_id, task_id, idx, channel, blob)
+            VALUES ('app', '1', 'task', 0, 'messages', '\\x00')"""
+        )
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        _wait_for_lock_wait(watch, "DROP INDEX")
+        app.execute(
+            """INSERT INTO checkpoints (thread_id, checkpoint_id, checkpoint)
+            VALUES ('app', '1', '{}')"""
+        )
+        app.commit()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "setup() hung"
+    assert "error" not in outcome, outcome["error"]
+    _assert_fully_migrated(uri)
+    with _observer(uri) as watch:
+        rows = watch.execute(
+            "SELECT (SELECT count(*) FROM checkpoints),"
+            " (SELECT count(*) FROM checkpoint_writes)"
+        ).fetchone()
+    assert rows == (1, 1), "the application's transaction was not committed"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
@@ -40,6 +41,7 @@ from langgraph.checkpoint.postgres.base import (
     QueuedWrite,
     Statement,
     WriteQueue,
+    collision_pause,
     connection_lost_message,
     pool_arguments,
 )
@@ -272,6 +274,9 @@ class PostgresSaver(BasePostgresSaver):
         wait. Migrations apply in one transaction, except that on a populated
         database an index is built ``CONCURRENTLY`` outside it (when no
         transaction of the caller is open), so writers are not locked out.
+        A step the server aborts because it deadlocked with another session
+        (another ``setup()``, or a transaction of the application) was rolled
+        back and runs again, unless it ran in the caller's transaction.
         """
         self._retrying(self._setup_once)
 
@@ -286,22 +291,23 @@ class PostgresSaver(BasePostgresSaver):
             built: set[int] = set()
             collisions = 0
             while True:
-                with conn.transaction():
-                    steps = self._migration_steps(online=online, built=built)
-                    version = _internal.run_steps(conn, steps)
-                if version is None:
-                    break
                 try:
+                    with conn.transaction():
+                        steps = self._migration_steps(online=online, built=built)
+                        version = _internal.run_steps(conn, steps)
+                    if version is None:
+                        break
                     with _internal.autocommit(conn):
                         steps = self._online_migration_steps(version)
                         _internal.run_steps(conn, steps)
+                    built.add(version)
                 except BUILD_COLLISIONS:
-                    # Two setup() started one build at once; see the steps.
+                    # The failed step was rolled back, unless it ran in the
+                    # caller's transaction (not online): then that is aborted.
                     collisions += 1
-                    if collisions > MAX_BUILD_COLLISIONS:
+                    if not online or collisions > MAX_BUILD_COLLISIONS:
                         raise
-                    continue
-                built.add(version)
+                    time.sleep(collision_pause(collisions))
             if self.pipe is not None:
                 self.pipe.sync()
 

@@ -48,6 +48,7 @@ from langgraph.checkpoint.postgres.base import (
     QueuedWrite,
     Statement,
     WriteQueue,
+    collision_pause,
     connection_lost_message,
     pool_arguments,
 )
@@ -292,22 +293,23 @@ class AsyncPostgresSaver(BasePostgresSaver):
             built: set[int] = set()
             collisions = 0
             while True:
-                async with conn.transaction():
-                    steps = self._migration_steps(online=online, built=built)
-                    version = await _ainternal.run_steps(conn, steps)
-                if version is None:
-                    break
                 try:
+                    async with conn.transaction():
+                        steps = self._migration_steps(online=online, built=built)
+                        version = await _ainternal.run_steps(conn, steps)
+                    if version is None:
+                        break
                     async with _ainternal.autocommit(conn):
                         steps = self._online_migration_steps(version)
                         await _ainternal.run_steps(conn, steps)
+                    built.add(version)
                 except BUILD_COLLISIONS:
-                    # Two setup() started one build at once; see the steps.
+                    # The failed step was rolled back, unless it ran in the
+                    # caller's transaction (not online): then that is aborted.
                     collisions += 1
-                    if collisions > MAX_BUILD_COLLISIONS:
+                    if not online or collisions > MAX_BUILD_COLLISIONS:
                         raise
-                    continue
-                built.add(version)
+                    await asyncio.sleep(collision_pause(collisions))
             if self.pipe is not None:
                 await self.pipe.sync()
 
