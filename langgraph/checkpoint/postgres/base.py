@@ -435,6 +435,10 @@ CROSS JOIN LATERAL (
         LIMIT 1
     ) bl
     WHERE bl.type <> 'empty'
+        -- A channel whose value is inline has no blob: no lookup for it.
+        -- Only an inline `true` may be the marker of a blob (a delta
+        -- snapshot); no writer stores a blob beside another inline value.
+        AND coalesce(c.checkpoint -> 'channel_values' -> cv.key, 'true') = 'true'
 ) b
 CROSS JOIN LATERAL (
     SELECT
@@ -465,8 +469,11 @@ CROSS JOIN LATERAL (
 ) s
 """
 
-# The order of `list()`; a single checkpoint needs none.
+# The order of `list()`. Within one (thread, namespace) the checkpoint id
+# alone orders the rows, and saying so spares the server a sort of the
+# page's wide result rows (the primary key already yields them in order).
 _NEWEST_FIRST = "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC"
+_NEWEST_FIRST_IN_NAMESPACE = "ORDER BY c.checkpoint_id DESC"
 
 #: Rows ``list()`` fetches per round trip. It streams: between pages it holds
 #: no connection and no lock, so the caller's loop body may use the saver.
@@ -480,13 +487,16 @@ FIRST_PAGE_SIZE = 20
 
 @functools.lru_cache(maxsize=256)
 def _select_checkpoints(
-    wheres: tuple[str, ...], tail: str = "", *, ordered: bool = True
+    wheres: tuple[str, ...], order: str = "", limit: str = "", *, ordered: bool = True
 ) -> str:
+    """The read query of the checkpoints matching ``wheres``, picked by the
+    ORDER BY clause ``order`` and ``limit``; the result comes in ``order``
+    too, unless ``ordered`` is false (a single row needs no ordering)."""
     # Cached: the few shapes of read query are built once, not per call.
     where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
-    selection = f"SELECT * FROM $checkpoints c {where} {tail}"
+    selection = f"SELECT * FROM $checkpoints c {where} {order} {limit}"
     sql = SELECT_CHECKPOINTS_SQL.format(selection=selection)
-    return sql + _NEWEST_FIRST if ordered else sql
+    return sql + order if ordered else sql
 
 
 def _sorted_writes(*columns: Sequence[Any] | None) -> list[tuple[Any, ...]]:
@@ -1317,10 +1327,10 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         if checkpoint_id := configurable.get("checkpoint_id"):
             params["checkpoint_id"] = _text(checkpoint_id, "checkpoint_id")
             wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-            selection = _select_checkpoints(tuple(wheres), ordered=False)
-            return Statement(self._sql(selection), params)
-        tail = "ORDER BY c.checkpoint_id DESC LIMIT 1"
-        selection = _select_checkpoints(tuple(wheres), tail, ordered=False)
+            return Statement(self._sql(_select_checkpoints(tuple(wheres))), params)
+        selection = _select_checkpoints(
+            tuple(wheres), _NEWEST_FIRST_IN_NAMESPACE, "LIMIT 1", ordered=False
+        )
         return Statement(self._sql(selection), params)
 
     def _list_pages(
@@ -1715,14 +1725,10 @@ class ListPages:
                     "(c.checkpoint_id, c.thread_id, c.checkpoint_ns)"
                     " < (%(after_id)s, %(after_thread)s, %(after_ns)s)"
                 )
-        tail = (
-            "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC"
-            " LIMIT %(page_size)s"
-        )
+        order = _NEWEST_FIRST_IN_NAMESPACE if self._one_namespace else _NEWEST_FIRST
+        selection = _select_checkpoints(tuple(wheres), order, "LIMIT %(page_size)s")
         self._page_size = size
-        return Statement(
-            self._saver._sql(_select_checkpoints(tuple(wheres), tail)), params
-        )
+        return Statement(self._saver._sql(selection), params)
 
     def receive(self, rows: Sequence[Sequence[Any]]) -> None:
         """Note where the page of ``rows`` ended."""
