@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from psycopg.rows import tuple_row
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -119,3 +121,37 @@ def test_rows_are_read_page_by_page_not_all_at_once(saver: PostgresSaver) -> Non
     # one read while the first was decoded.
     saver.delete_thread("t")
     assert len(list(listing)) == FIRST_PAGE_SIZE + LIST_PAGE_SIZE - 1
+
+
+#: The server's default ``jit_above_cost``.
+JIT_ABOVE_COST = 100_000
+
+
+def test_a_full_page_is_planned_far_below_the_jit_threshold(db_uri: str) -> None:
+    """Servers with JIT on (the Debian and Ubuntu packages' default) compile a
+    query planned above ``jit_above_cost``, which adds tens of milliseconds to
+    every page. A full page must stay far below it (a fifth), so that bigger
+    tables, whose lookups the planner costs higher, do not reach it."""
+    with PostgresSaver.from_conn_string(db_uri) as saver:
+        _fill(saver, "t", COUNT)
+        _fill(saver, "t", 5, ns="sub:1")
+        conn = saver.conn
+        assert isinstance(conn, psycopg.Connection)
+        conn.execute("ANALYZE")
+        shapes = {
+            "one namespace": _thread("t", checkpoint_ns=""),
+            "every namespace": _thread("t"),
+            "every thread": None,
+        }
+        for shape, config in shapes.items():
+            pages = saver._list_pages(config, filter=None, before=None, limit=None)
+            first = pages.next_statement()
+            assert first is not None
+            pages.receive(saver._fetch(first))
+            full = pages.next_statement()
+            assert full is not None and full.params["page_size"] == LIST_PAGE_SIZE
+            with conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute("EXPLAIN (FORMAT JSON) " + full.sql, full.params)
+                (plan,) = cur.fetchone() or ()
+            cost = plan[0]["Plan"]["Total Cost"]
+            assert cost < JIT_ABOVE_COST / 5, (shape, cost)
