@@ -1,8 +1,10 @@
-"""Integrity checks on a saver's tables, read with a plain connection."""
+"""Integrity checks on a saver's tables, and refusals injected into them,
+through a plain connection."""
 
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 # Blobs that no checkpoint of their thread and namespace references.
 ORPHAN_BLOBS_SQL = """
@@ -32,3 +34,31 @@ def orphans(uri: str) -> tuple[int, int]:
         (blobs,) = conn.execute(ORPHAN_BLOBS_SQL).fetchone()
         (writes,) = conn.execute(ORPHAN_WRITES_SQL).fetchone()
     return blobs, writes
+
+
+def refuse_inserts(uri: str, table: str, message: str, when: str = "TRUE") -> None:
+    """Make the server refuse, raising ``message``, each row inserted into
+    ``table`` for which the SQL condition ``when`` (on ``NEW``) holds."""
+    function = sql.Identifier(f"lgcp_refuse_{table}")
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                """
+                CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF {when} THEN
+                        RAISE EXCEPTION {message};
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER {trigger} BEFORE INSERT ON {table}
+                    FOR EACH ROW EXECUTE FUNCTION {function}();
+                """
+            ).format(
+                function=function,
+                when=sql.SQL(when),
+                message=sql.Literal(message),
+                trigger=function,
+                table=sql.Identifier(table),
+            )
+        )

@@ -22,24 +22,12 @@ import psycopg
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
+from tests.dbcheck import refuse_inserts
 from tests.savers import async_saver, sync_saver
 
 WRITERS = 8
 # Long enough for every writer to start and queue its write.
 QUEUE_UP_SECONDS = 0.5
-
-REFUSE_BAD_THREAD_SQL = """
-CREATE FUNCTION lgcp_refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.thread_id = 'bad' THEN
-        RAISE EXCEPTION 'lgcp refuses thread bad';
-    END IF;
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER lgcp_refuse_bad BEFORE INSERT ON checkpoints
-FOR EACH ROW EXECUTE FUNCTION lgcp_refuse_bad();
-"""
 
 
 def _put_args(thread_id: str) -> tuple[Any, ...]:
@@ -91,8 +79,12 @@ def _check(uri: str, ids: list[str], errors: dict[str, BaseException]) -> None:
 @pytest.mark.parametrize("bad", [False, True], ids=["all-good", "one-refused"])
 def test_queued_writes_share_a_commit(db_uri: str, kind: str, bad: bool) -> None:
     if bad:
-        with psycopg.connect(db_uri) as conn:
-            conn.execute(REFUSE_BAD_THREAD_SQL)
+        refuse_inserts(
+            db_uri,
+            "checkpoints",
+            "lgcp refuses thread bad",
+            when="NEW.thread_id = 'bad'",
+        )
     ids = _writer_ids(bad)
     errors: dict[str, BaseException] = {}
     with sync_saver(kind, db_uri) as saver:
@@ -121,8 +113,12 @@ async def test_queued_async_writes_share_a_commit(
     db_uri: str, kind: str, bad: bool
 ) -> None:
     if bad:
-        with psycopg.connect(db_uri) as conn:
-            conn.execute(REFUSE_BAD_THREAD_SQL)
+        refuse_inserts(
+            db_uri,
+            "checkpoints",
+            "lgcp refuses thread bad",
+            when="NEW.thread_id = 'bad'",
+        )
     ids = _writer_ids(bad)
     errors: dict[str, BaseException] = {}
     async with async_saver(kind, db_uri) as saver:

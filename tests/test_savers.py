@@ -25,6 +25,7 @@ from langgraph.checkpoint.postgres.base import (
     MIGRATIONS,
     BasePostgresSaver,
 )
+from tests.dbcheck import refuse_inserts
 
 
 class Color(str, enum.Enum):
@@ -228,15 +229,7 @@ async def test_async_put_and_put_writes_of_many_rows_store_every_row(
 def test_refused_put_of_many_blobs_stores_none_of_them(
     saver: PostgresSaver, db_uri: str
 ) -> None:
-    with psycopg.connect(db_uri, autocommit=True) as conn:
-        conn.execute(
-            """
-            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN RAISE EXCEPTION 'refused by test trigger'; END $$;
-            CREATE TRIGGER refuse BEFORE INSERT ON checkpoints
-                FOR EACH ROW EXECUTE FUNCTION refuse();
-            """
-        )
+    refuse_inserts(db_uri, "checkpoints", "refused by test trigger")
     values = {f"ch{i}": bytes([i]) for i in range(MANY)}
     with pytest.raises(psycopg.errors.RaiseException, match="refused by test"):
         _put(saver, "refused", values)
@@ -258,20 +251,12 @@ def test_put_writes_beyond_one_statement_is_one_transaction(
     loaded = saver.get_tuple(config)
     assert loaded is not None
     assert [w[2] for w in loaded.pending_writes or []] == list(range(count))
-    with psycopg.connect(db_uri, autocommit=True) as conn:
-        conn.execute(
-            """
-            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.channel = 'refuse' THEN
-                    RAISE EXCEPTION 'refused by test trigger';
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER refuse BEFORE INSERT ON checkpoint_writes
-                FOR EACH ROW EXECUTE FUNCTION refuse();
-            """
-        )
+    refuse_inserts(
+        db_uri,
+        "checkpoint_writes",
+        "refused by test trigger",
+        when="NEW.channel = 'refuse'",
+    )
     with pytest.raises(psycopg.errors.RaiseException, match="refused by test"):
         saver.put_writes(config, [*writes, ("refuse", 0)], "other task")
     with psycopg.connect(db_uri) as conn:

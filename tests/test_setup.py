@@ -532,15 +532,28 @@ def _wait_for_build(
     pytest.fail(f"no index build on checkpoints within {timeout}s")
 
 
+def _run_setup(uri: str, kind: str) -> None:
+    """``setup()`` of a ``kind`` (sync or async) saver on its own connection."""
+    if kind == "sync":
+        with PostgresSaver.from_conn_string(uri) as saver:
+            saver.setup()
+        return
+
+    async def run() -> None:
+        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+            await saver.setup()
+
+    asyncio.run(run())
+
+
 @contextmanager
-def _setup_in_thread(uri: str) -> Iterator[dict[str, Any]]:
+def _setup_in_thread(uri: str, kind: str = "sync") -> Iterator[dict[str, Any]]:
     """Run ``setup()`` on its own connection in a thread for the block."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            with PostgresSaver.from_conn_string(uri) as saver:
-                saver.setup()
+            _run_setup(uri, kind)
         except BaseException as exc:  # noqa: BLE001 - checked by the test
             outcome["error"] = exc
         finally:
@@ -686,19 +699,6 @@ def _wait_for_lock_wait(conn: psycopg.Connection[Any], query_start: str) -> None
     pytest.fail(f"no session started waiting for a lock in {query_start!r}")
 
 
-def _run_setup(uri: str, kind: str) -> None:
-    if kind == "sync":
-        with PostgresSaver.from_conn_string(uri) as saver:
-            saver.setup()
-        return
-
-    async def run() -> None:
-        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
-            await saver.setup()
-
-    asyncio.run(run())
-
-
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_setup_deadlocked_by_an_application_transaction_runs_again(
     empty_db_uri: str, kind: str
@@ -714,30 +714,19 @@ def test_setup_deadlocked_by_an_application_transaction_runs_again(
     uri = empty_db_uri
     _make_upstream_database(uri)
     app_options = "-c deadlock_timeout=10s -c lock_timeout=30s"
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            _run_setup(uri, kind)
-        except BaseException as exc:  # noqa: BLE001 - checked below
-            outcome["error"] = exc
-
     with _observer(uri) as watch, psycopg.connect(uri, options=app_options) as app:
         app.execute(
             """INSERT INTO checkpoint_writes
                 (thread_id, checkpoint_id, task_id, idx, channel, blob)
             VALUES ('app', '1', 'task', 0, 'messages', '\\x00')"""
         )
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        _wait_for_lock_wait(watch, "DROP INDEX")
-        app.execute(
-            """INSERT INTO checkpoints (thread_id, checkpoint_id, checkpoint)
-            VALUES ('app', '1', '{}')"""
-        )
-        app.commit()
-        thread.join(timeout=60)
-    assert not thread.is_alive(), "setup() hung"
+        with _setup_in_thread(uri, kind) as outcome:
+            _wait_for_lock_wait(watch, "DROP INDEX")
+            app.execute(
+                """INSERT INTO checkpoints (thread_id, checkpoint_id, checkpoint)
+                VALUES ('app', '1', '{}')"""
+            )
+            app.commit()
     assert "error" not in outcome, outcome["error"]
     _assert_fully_migrated(uri)
     with _observer(uri) as watch:
