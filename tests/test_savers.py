@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import math
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 
 import psycopg
@@ -26,6 +28,7 @@ from langgraph.checkpoint.postgres.base import (
     BasePostgresSaver,
 )
 from tests.dbcheck import refuse_inserts
+from tests.savers import async_saver, sync_saver
 
 
 class Color(str, enum.Enum):
@@ -471,3 +474,91 @@ def test_pool_config_errors_name_the_problem(db_uri: str) -> None:
             db_uri, pipeline=True, pool_config={"max_size": 3}
         ):
             pass
+
+
+# -- cursors reused across calls ----------------------------------------------
+
+BIG_VALUE_BYTES = 64 << 20
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def _big_checkpoint() -> Any:
+    return _checkpoint({"big": b"x" * BIG_VALUE_BYTES})
+
+
+@pytest.mark.parametrize("kind", ["conn", "pool"])
+def test_a_read_large_checkpoint_is_not_held_after_the_call(
+    db_uri: str, kind: str
+) -> None:
+    # The saver keeps a cursor per connection between calls; it must not keep
+    # the last result with it. (libpq keeps its input buffer, as large as
+    # the largest message read, on both sides of the comparison.)
+    with sync_saver(kind, db_uri) as saver:
+        config = saver.put(_config("big"), _big_checkpoint(), {}, {"big": "1"})
+        gc.collect()
+        before = _rss_mb()
+        loaded = saver.get_tuple(config)
+        assert loaded is not None
+        assert len(loaded.checkpoint["channel_values"]["big"]) == BIG_VALUE_BYTES
+        del loaded
+        gc.collect()
+        growth = _rss_mb() - before
+    assert growth < 1.5 * BIG_VALUE_BYTES / 2**20, f"{growth:.0f} MB still held"
+
+
+@pytest.mark.parametrize("kind", ["aconn", "apool"])
+async def test_async_read_large_checkpoint_is_not_held_after_the_call(
+    db_uri: str, kind: str
+) -> None:
+    async with async_saver(kind, db_uri) as saver:
+        config = await saver.aput(_config("big"), _big_checkpoint(), {}, {"big": "1"})
+        gc.collect()
+        before = _rss_mb()
+        loaded = await saver.aget_tuple(config)
+        assert loaded is not None
+        assert len(loaded.checkpoint["channel_values"]["big"]) == BIG_VALUE_BYTES
+        del loaded
+        gc.collect()
+        growth = _rss_mb() - before
+    assert growth < 1.5 * BIG_VALUE_BYTES / 2**20, f"{growth:.0f} MB still held"
+
+
+def test_connections_a_pool_retires_are_not_kept_alive(db_uri: str) -> None:
+    retired: list[weakref.ref[psycopg.Connection[Any]]] = []
+    with ConnectionPool(db_uri, min_size=1, max_size=1) as pool:
+        saver = PostgresSaver(pool)  # type: ignore[arg-type]
+        config = _put(saver, "t", {"k": "v"})
+        for _ in range(20):
+            assert saver.get_tuple(config) is not None
+            with pool.connection() as conn:  # the one the saver just used
+                retired.append(weakref.ref(conn))
+            del conn
+            pool.drain()  # closes it; the next call gets a new connection
+        assert saver.get_tuple(config) is not None
+        gc.collect()
+        assert [ref() for ref in retired] == [None] * len(retired)
+
+
+async def test_async_connections_a_pool_retires_are_not_kept_alive(
+    db_uri: str,
+) -> None:
+    retired: list[weakref.ref[psycopg.AsyncConnection[Any]]] = []
+    async with AsyncConnectionPool(db_uri, min_size=1, max_size=1) as pool:
+        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        config = await saver.aput(_config("t"), _checkpoint({"k": "v"}), {}, {"k": "1"})
+        for _ in range(20):
+            assert await saver.aget_tuple(config) is not None
+            async with pool.connection() as conn:
+                retired.append(weakref.ref(conn))
+            del conn
+            await pool.drain()
+        assert await saver.aget_tuple(config) is not None
+        gc.collect()
+        assert [ref() for ref in retired] == [None] * len(retired)

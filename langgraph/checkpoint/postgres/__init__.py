@@ -29,6 +29,7 @@ from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres import _internal
+from langgraph.checkpoint.postgres._cursors import KeptCursors
 from langgraph.checkpoint.postgres._json import use_orjson
 from langgraph.checkpoint.postgres.base import (
     BUILD_COLLISIONS,
@@ -107,6 +108,7 @@ class PostgresSaver(BasePostgresSaver):
         # Writes that wait for the shared connection are committed together.
         self._writes = None if self._pooled else WriteQueue()
         self._leading = threading.Lock()
+        self._kept: KeptCursors[Cursor[TupleRow]] = KeptCursors(enabled=pipe is None)
 
     @classmethod
     @contextmanager
@@ -161,10 +163,15 @@ class PostgresSaver(BasePostgresSaver):
     @contextmanager
     def _cursor(self) -> Iterator[Cursor[TupleRow]]:
         with self._connection() as conn:
-            unit = nullcontext() if conn.autocommit else conn.transaction()
-            with unit, conn.cursor(binary=True, row_factory=tuple_row) as cur:
-                use_orjson(cur)
-                yield cur
+            cur = self._kept.take(conn) or _new_cursor(conn)
+            try:
+                with nullcontext() if conn.autocommit else conn.transaction():
+                    yield cur
+            except BaseException:
+                cur.close()
+                raise
+            if not self._kept.keep(conn, cur):
+                cur.close()
 
     def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
         with self._cursor() as cur:
@@ -428,6 +435,12 @@ class PostgresSaver(BasePostgresSaver):
             return {}
         rows = self._fetch(self._delta_history_statement(config, channels))
         return self._load_delta_history(rows, channels)
+
+
+def _new_cursor(conn: Connection[Any]) -> Cursor[TupleRow]:
+    cur = conn.cursor(binary=True, row_factory=tuple_row)
+    use_orjson(cur)
+    return cur
 
 
 def _check_open(conn: Connection[Any], *, pooled: bool) -> None:

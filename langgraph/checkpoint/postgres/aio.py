@@ -36,6 +36,7 @@ from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres import _ainternal
+from langgraph.checkpoint.postgres._cursors import KeptCursors
 from langgraph.checkpoint.postgres._json import use_orjson
 from langgraph.checkpoint.postgres.base import (
     BUILD_COLLISIONS,
@@ -113,6 +114,9 @@ class AsyncPostgresSaver(BasePostgresSaver):
         # Writes that wait for the shared connection are committed together.
         self._writes = None if self._pooled else WriteQueue()
         self._leading = asyncio.Lock()
+        self._kept: KeptCursors[AsyncCursor[TupleRow]] = KeptCursors(
+            enabled=pipe is None
+        )
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -178,10 +182,15 @@ class AsyncPostgresSaver(BasePostgresSaver):
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[AsyncCursor[TupleRow]]:
         async with self._connection() as conn:
-            unit = nullcontext() if conn.autocommit else conn.transaction()
-            async with unit, conn.cursor(binary=True, row_factory=tuple_row) as cur:
-                use_orjson(cur)
-                yield cur
+            cur = self._kept.take(conn) or _new_cursor(conn)
+            try:
+                async with nullcontext() if conn.autocommit else conn.transaction():
+                    yield cur
+            except BaseException:
+                await cur.close()
+                raise
+            if not self._kept.keep(conn, cur):
+                await cur.close()
 
     async def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
         async with self._cursor() as cur:
@@ -503,6 +512,12 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
 async def _next_item(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
+
+
+def _new_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[TupleRow]:
+    cur = conn.cursor(binary=True, row_factory=tuple_row)
+    use_orjson(cur)
+    return cur
 
 
 def _check_open(conn: AsyncConnection[Any], *, pooled: bool) -> None:
