@@ -21,12 +21,16 @@ class Spec:
     ``"floor"`` for the psycopg-only floor (measured once, no ratio) and
     ``"memory"`` for the large-data workloads (both sides, fewer repetitions,
     no target). ``target`` is the wanted median ratio ours/theirs, if any.
+    A ``sliced`` workload runs both sides at once, timed in alternating short
+    slices; the others (pools keep many calls in flight, so a slice would
+    mostly time their ramp-up) run one side after the other.
     """
 
     name: str
     kind: Kind
     target: float | None
     description: str
+    sliced: bool = True
 
 
 SPECS: tuple[Spec, ...] = (
@@ -38,17 +42,52 @@ SPECS: tuple[Spec, ...] = (
     Spec("aget_tuple_latest", "ratio", 3.0, "async get_tuple latest"),
     Spec("get_tuple_random", "ratio", 3.0, "get_tuple by random id, 300 ckpts"),
     Spec("aget_tuple_random", "ratio", 3.0, "async get_tuple by random id"),
+    Spec(
+        "get_tuple_legacy",
+        "ratio",
+        None,
+        "get_tuple latest, 300 ckpts in format v2 (pre-v4 sends)",
+    ),
     Spec("list_20", "ratio", 2.0, "list(limit=20) on a 300-ckpt thread"),
     Spec("alist_20", "ratio", 2.0, "async alist(limit=20)"),
     Spec("list_all", "ratio", 3.0, "list of a whole 300-ckpt thread"),
     Spec("alist_all", "ratio", 3.0, "async alist of a whole 300-ckpt thread"),
     Spec("graph", "ratio", 1.5, "3-node StateGraph invoke"),
     Spec("agraph", "ratio", 1.5, "3-node StateGraph ainvoke"),
-    Spec("async_pool", "ratio", 2.0, "64 tasks, AsyncConnectionPool(8), cycles"),
-    Spec("sync_pool_threads", "ratio", 1.5, "8 threads, ConnectionPool(8), cycles"),
-    Spec("floor", "floor", None, "psycopg only: prepared INSERT + SELECT"),
-    Spec("memory_list", "memory", None, "list() over 5,000 ckpts of 100 KB"),
-    Spec("get_tuple_deep", "memory", None, "get_tuple, 10,000-ckpt vs 10 thread"),
+    Spec(
+        "async_pool",
+        "ratio",
+        2.0,
+        "64 tasks, AsyncConnectionPool(8), cycles",
+        sliced=False,
+    ),
+    Spec(
+        "sync_pool_threads",
+        "ratio",
+        1.5,
+        "8 threads, ConnectionPool(8), cycles",
+        sliced=False,
+    ),
+    Spec(
+        "floor", "floor", None, "psycopg only: prepared INSERT + SELECT", sliced=False
+    ),
+    Spec(
+        "memory_list",
+        "memory",
+        None,
+        "list() over 5,000 ckpts of 100 KB",
+        sliced=False,
+    ),
+    Spec(
+        "get_tuple_deep",
+        "memory",
+        None,
+        "get_tuple, 10,000-ckpt vs 10 thread",
+        sliced=False,
+    ),
 )
 
 BY_NAME: dict[str, Spec] = {spec.name: spec for spec in SPECS}
+
+#: The line a sliced worker prints once it is ready for its first slice.
+READY = "READY"

@@ -3,16 +3,18 @@
     make bench                                  # full run, writes RESULTS.md
     .venv/bin/python bench/run.py --quick       # fewer, shorter repetitions
     .venv/bin/python bench/run.py --only put,list_all
+    .venv/bin/python bench/run.py --sequential     # no slices: side after side
 
 Both packages provide ``langgraph.checkpoint.postgres``, so each side runs in
 its own interpreter: ours in ``/work/main/.venv``, the baseline in
 ``bench/.venv-baseline`` (created on first use, with the langgraph,
-langgraph-checkpoint and psycopg versions of ours pinned). For every
-(workload, repetition) the runner makes a fresh database, starts
-``bench/workloads.py`` under one side's python, reads its JSON line and drops
-the database; the two sides alternate (and swap which goes first each
-repetition) on the same server. It reports each side's median ops/s and the
-median of the per-repetition ratios ours/baseline.
+langgraph-checkpoint and psycopg versions of ours pinned). Every side of
+every repetition is a ``bench/workloads.py`` worker under that side's python
+on a fresh database. For single-loop workloads both workers run at once and
+the runner times them in turn, in short slices (ABBA...), so drift in the
+machine's speed hits both alike; the other workloads run the sides one after
+the other, swapping which goes first each repetition. It reports each side's
+median ops/s and the median of the per-repetition ratios ours/baseline.
 
 The server is ``POSTGRES_URI`` when set (any database on it; the runner
 creates and drops its own), else a throwaway embedded PostgreSQL.
@@ -21,9 +23,11 @@ creates and drops its own), else a throwaway embedded PostgreSQL.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import select
 import shlex
 import statistics
 import subprocess
@@ -266,11 +270,9 @@ class Outcome:
         return keys
 
 
-def run_worker(
-    side: str, workload: str, uri: str, seconds: float, timeout: float
-) -> dict[str, Any]:
-    """Run one workload in a worker process of ``side``; return its JSON."""
-    command = [
+def _worker_command(side: str, workload: str, uri: str, seconds: float) -> list[str]:
+    """The command line of a worker running ``workload`` for ``side``."""
+    return [
         str(python_for(side)),
         str(WORKER),
         "--workload",
@@ -280,6 +282,13 @@ def run_worker(
         "--seconds",
         str(seconds),
     ]
+
+
+def run_worker(
+    side: str, workload: str, uri: str, seconds: float, timeout: float
+) -> dict[str, Any]:
+    """Run one workload in a worker process of ``side``; return its JSON."""
+    command = _worker_command(side, workload, uri, seconds)
     try:
         done = subprocess.run(
             command,
@@ -302,6 +311,104 @@ def run_worker(
     return result
 
 
+class SlicedWorker:
+    """A worker process that times the slices it is told to (``--sliced``).
+
+    Protocol (see ``workloads.Clock``): the worker prints ``READY`` once it
+    has prepared and warmed up; each ``go SECONDS`` line gets back one JSON
+    line with the slice's ops and seconds; ``stop`` makes it print its final
+    JSON line and exit.
+    """
+
+    def __init__(self, side: str, workload: str, uri: str, seconds: float) -> None:
+        self.side = side
+        self.name = f"{side}/{workload}"
+        self._stderr = tempfile.TemporaryFile()
+        self._buffer = b""
+        self._proc = subprocess.Popen(
+            [*_worker_command(side, workload, uri, seconds), "--sliced"],
+            cwd=BENCH,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=_clean_env(),
+        )
+
+    def ready(self, timeout: float) -> None:
+        """Wait until the worker is prepared and warmed up."""
+        while self._line(timeout) != catalog.READY:
+            pass
+
+    def run_slice(self, seconds: float, timeout: float) -> tuple[int, float]:
+        """Time ``seconds`` of the workload; return (ops, seconds taken)."""
+        self._send(f"go {seconds!r}")
+        answer = self._json(timeout, "slice_ops")
+        return int(answer["slice_ops"]), float(answer["slice_seconds"])
+
+    def finish(self, timeout: float) -> dict[str, Any]:
+        """Stop the worker; return its final JSON line (all slices summed)."""
+        self._send("stop")
+        result = self._json(timeout, "workload")
+        self._proc.wait(timeout)
+        if self._proc.returncode != 0:
+            raise BenchError(
+                f"{self.name}: exit {self._proc.returncode}: {self._tail()}"
+            )
+        check_side(self.side, result)
+        return result
+
+    def close(self) -> None:
+        """Kill the worker if it still runs; release its pipes."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        self._stderr.close()
+
+    def _send(self, line: str) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError as exc:
+            raise BenchError(f"{self.name}: worker gone: {self._tail()}") from exc
+
+    def _json(self, timeout: float, key: str) -> dict[str, Any]:
+        """The next JSON line of stdout that has ``key``."""
+        while True:
+            line = self._line(timeout)
+            if line.startswith("{"):
+                data: dict[str, Any] = json.loads(line)
+                if key in data:
+                    return data
+
+    def _line(self, timeout: float) -> str:
+        """The worker's next line of stdout, waiting at most ``timeout`` s."""
+        assert self._proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            readable, _, _ = select.select([self._proc.stdout], [], [], max(left, 0))
+            if not readable:
+                raise BenchError(f"{self.name}: no answer within {timeout:.0f}s")
+            chunk = os.read(self._proc.stdout.fileno(), 65536)
+            if not chunk:
+                self._proc.wait()
+                raise BenchError(
+                    f"{self.name}: exit {self._proc.returncode}: {self._tail()}"
+                )
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode().strip()
+
+    def _tail(self) -> str:
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(lines[-3:])
+
+
 def _fmt_rate(value: float | None) -> str:
     if value is None:
         return "—"
@@ -317,7 +424,11 @@ def _fmt_num(value: float | None) -> str:
 
 
 def run_workload(
-    spec: catalog.Spec, admin_uri: str, reps: int, seconds: float
+    spec: catalog.Spec,
+    admin_uri: str,
+    reps: int,
+    seconds: float,
+    slice_seconds: float,
 ) -> Outcome:
     """Alternate the sides over ``reps`` repetitions of one workload."""
     outcome = Outcome(spec)
@@ -326,18 +437,16 @@ def run_workload(
         order = ["ours"] if spec.kind == "floor" else list(SIDES)
         if rep % 2:
             order.reverse()
+        if spec.sliced:
+            runs = _sliced_rep(spec, admin_uri, order, seconds, slice_seconds, timeout)
+        else:
+            runs = _sequential_rep(spec, admin_uri, order, seconds, timeout)
         got: dict[str, float] = {}
-        for side in order:
-            revision = our_revision() if side == "ours" else ""
-            try:
-                with fresh_database(admin_uri) as uri:
-                    result = run_worker(side, spec.name, uri, seconds, timeout)
-            except BenchError as exc:
-                outcome.errors.append(f"rep {rep + 1}: {exc}")
-                print(f"  ! {exc}", flush=True)
+        for side, result in runs.items():
+            if isinstance(result, BenchError):
+                outcome.errors.append(f"rep {rep + 1}: {result}")
+                print(f"  ! {result}", flush=True)
                 continue
-            if side == "ours":
-                result["revision"] = revision
             outcome.runs[side].append(result)
             got[side] = result["ops_per_s"]
         if "ours" in got and "baseline" in got and got["baseline"] > 0:
@@ -350,6 +459,74 @@ def run_workload(
             line += f"  ratio {outcome.ratios[-1]:.2f}"
         print(line, flush=True)
     return outcome
+
+
+#: One repetition's result per side: the worker's JSON, or what went wrong.
+RepResults = dict[str, "dict[str, Any] | BenchError"]
+
+
+def _sequential_rep(
+    spec: catalog.Spec,
+    admin_uri: str,
+    order: Sequence[str],
+    seconds: float,
+    timeout: float,
+) -> RepResults:
+    """Run the sides one after the other, each in a whole timed span."""
+    runs: RepResults = {}
+    for side in order:
+        revision = our_revision() if side == "ours" else ""
+        try:
+            with fresh_database(admin_uri) as uri:
+                result = run_worker(side, spec.name, uri, seconds, timeout)
+        except BenchError as exc:
+            runs[side] = exc
+            continue
+        if side == "ours":
+            result["revision"] = revision
+        runs[side] = result
+    return runs
+
+
+def _sliced_rep(
+    spec: catalog.Spec,
+    admin_uri: str,
+    order: Sequence[str],
+    seconds: float,
+    slice_seconds: float,
+    timeout: float,
+) -> RepResults:
+    """Run both sides at once, each on its own database, timing them in
+    alternating slices (ABBA...) that add up to ``seconds`` per side.
+
+    Only one side works at a time: the other waits for its next slice.
+    """
+    count = max(1, round(seconds / slice_seconds))
+    revision = our_revision()
+    with fresh_database(admin_uri) as first_uri, fresh_database(admin_uri) as then_uri:
+        uris = dict(zip(order, (first_uri, then_uri)))
+        workers: dict[str, SlicedWorker] = {}
+        try:
+            for side in order:
+                workers[side] = SlicedWorker(side, spec.name, uris[side], seconds)
+            for worker in workers.values():
+                worker.ready(timeout)
+            for index in range(count):
+                for side in order if index % 2 == 0 else order[::-1]:
+                    workers[side].run_slice(seconds / count, timeout)
+            runs: RepResults = {
+                side: worker.finish(timeout) for side, worker in workers.items()
+            }
+        except BenchError as exc:
+            # A failed side leaves the other without its alternation partner.
+            return {side: exc for side in order}
+        finally:
+            for worker in workers.values():
+                worker.close()
+    result = runs["ours"]
+    if not isinstance(result, BenchError):
+        result["revision"] = revision
+    return runs
 
 
 # -- report ------------------------------------------------------------------
@@ -421,6 +598,7 @@ def write_report(
     reps: int,
     memory_reps: int,
     seconds: float,
+    slice_seconds: float,
 ) -> None:
     """Write the results, how they were obtained, and the legend to ``path``."""
     out: list[str] = ["# Benchmark results: ours vs langgraph-checkpoint-postgres", ""]
@@ -429,7 +607,8 @@ def write_report(
     out.append(f"- Runtime: {elapsed / 60:.1f} min")
     out.append(
         f"- Repetitions: {reps} per side ({memory_reps} for memory workloads), "
-        f"{seconds:g} s timed per run, sides alternating, fresh database per run"
+        f"{seconds:g} s timed per side in each; sliced workloads in "
+        f"{slice_seconds:g} s slices, alternating ours/baseline"
     )
     out.append(f"- Server: {server}; {pg_version}")
     by_revision: dict[str, list[str]] = {}
@@ -469,10 +648,19 @@ def write_report(
         "pair). The ratio column is the median of the per-repetition ratios "
         "ours/baseline, not the ratio of the medians.",
         "",
-        "Method: every run is a new worker process on a new database; "
-        "`setup()` and data preparation are untimed, and prepared threads get "
-        "a `VACUUM ANALYZE` (as an autovacuumed database would have) before "
-        "timing. Timed loops follow a short warm-up. `memory_list` times one "
+        "Method: every side of every repetition is a new worker process on a "
+        "new database; `setup()` and data preparation are untimed, and "
+        "prepared threads get a `VACUUM ANALYZE` (as an autovacuumed database "
+        "would have) before timing. Timed loops follow a short warm-up. "
+        "Single-loop workloads are sliced: both sides' workers start and "
+        "prepare together, then the runner has them work in turn, in short "
+        "slices (ours, baseline, baseline, ours, ...), so that the machine's "
+        "speed, which drifts over seconds, weighs on both alike; the pool, "
+        "floor and memory workloads run the sides one after the other "
+        "(which goes first alternates). Checkpoints are in format v4, as "
+        "LangGraph 1.x graphs write them; `get_tuple_legacy` reads format v2 "
+        "ones (older graphs), whose reads also load the parent's pending "
+        "sends (the baseline with a second query). `memory_list` times one "
         "full pass: `first_item_ms` is from calling `list()` to its first item, "
         "`list_peak_rss_mb` the peak RSS (VmHWM, reset just before the pass). "
         "`get_tuple_deep` alternates latest-checkpoint reads on a "
@@ -540,6 +728,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-reps", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="timed s/run")
     parser.add_argument(
+        "--slice",
+        dest="slice_seconds",
+        type=float,
+        default=0.25,
+        help="length of one timed slice of a sliced workload (s)",
+    )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run every workload's sides one after the other, none in slices",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=None,
@@ -584,7 +784,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"server: {redact(admin_uri)} ({pg_version})", flush=True)
         for spec in specs:
             reps = args.memory_reps if spec.kind == "memory" else args.reps
-            outcome = run_workload(spec, admin_uri, reps, args.seconds)
+            if args.sequential:
+                spec = dataclasses.replace(spec, sliced=False)
+            outcome = run_workload(
+                spec, admin_uri, reps, args.seconds, args.slice_seconds
+            )
             outcomes.append(outcome)
             for side in SIDES:
                 for run in outcome.runs[side][:1]:
@@ -620,6 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reps=args.reps,
             memory_reps=args.memory_reps,
             seconds=args.seconds,
+            slice_seconds=args.slice_seconds,
         )
         print(f"wrote {args.output}")
     failed = any(out.errors for out in outcomes)

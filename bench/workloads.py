@@ -12,7 +12,8 @@ imports: ours (``/work/main/.venv``) or ``langgraph-checkpoint-postgres``
 The database in ``--uri`` must be empty: the worker runs ``setup()`` in it,
 prepares any data untimed, then times the workload. The JSON line holds
 ``ops``, ``seconds``, ``ops_per_s``, ``peak_rss_mb`` and workload-specific
-numbers; the runner (``bench/run.py``) reads it.
+numbers; the runner (``bench/run.py``) reads it. With ``--sliced`` the
+runner decides on stdin when the timed loop runs (see :class:`Clock`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypedDict
 
@@ -65,6 +66,8 @@ ASYNC_TASKS = 64
 FILL_THREADS = 4
 GRAPH_INVOKES_PER_THREAD = 10
 NOW = "2025-01-01T00:00:00+00:00"
+GRAPH_FORMAT = 4  # the checkpoint format ("v") LangGraph 1.x graphs write
+LEGACY_FORMAT = 2  # a format older graphs wrote: reads add the parent's sends
 
 
 # -- data --------------------------------------------------------------------
@@ -124,10 +127,12 @@ class ThreadWriter:
         thread_id: str,
         *,
         big: bool = False,
+        version: int = GRAPH_FORMAT,
     ) -> None:
         self.next_version = next_version
         self.thread_id = thread_id
         self.big = big
+        self.version = version
         self.step = 0
         self.parent_id: str | None = None
         self.versions: dict[str, str] = {}
@@ -159,6 +164,12 @@ class ThreadWriter:
             self.versions[channel] = self.next_version(self.versions.get(channel), None)
         checkpoint = dict(empty_checkpoint())
         checkpoint.update(
+            # The format LangGraph 1.x graphs write. `empty_checkpoint()` of
+            # langgraph.checkpoint.base still says v2, and a checkpoint older
+            # than v4 makes every read look up its parent's pending sends
+            # (the baseline with a second query), which no graph of today's
+            # LangGraph makes either package do.
+            v=self.version,
             id=str(uuid6(clock_seq=step)),
             ts=NOW,
             channel_values=values,
@@ -201,7 +212,13 @@ def _checkpoint_config(thread_id: str, checkpoint_id: str) -> Config:
 
 
 def fill_thread(
-    uri: str, thread_id: str, count: int, *, writes: bool = False, big: bool = False
+    uri: str,
+    thread_id: str,
+    count: int,
+    *,
+    writes: bool = False,
+    big: bool = False,
+    version: int = GRAPH_FORMAT,
 ) -> list[str]:
     """Store ``count`` checkpoints (and 3 writes each) on a thread, untimed.
 
@@ -213,7 +230,9 @@ def fill_thread(
         uri, min_size=FILL_THREADS, max_size=FILL_THREADS, kwargs=POOL_KWARGS
     ) as pool:
         saver = PostgresSaver(pool)  # type: ignore[arg-type]
-        writer = ThreadWriter(saver.get_next_version, thread_id, big=big)
+        writer = ThreadWriter(
+            saver.get_next_version, thread_id, big=big, version=version
+        )
         items: list[tuple[PutArgs, Writes]] = []
         for _ in range(count):
             args = writer.next()
@@ -237,15 +256,59 @@ def fill_thread(
 # -- timing ------------------------------------------------------------------
 
 
-def run_for(
-    op: Callable[[], object], seconds: float, warmup: float
-) -> tuple[int, float]:
-    """Call ``op`` for ``warmup`` seconds, then count calls for ``seconds``."""
-    deadline = time.perf_counter() + warmup
-    done = 0
-    while done < 3 or time.perf_counter() < deadline:
-        op()
-        done += 1
+class Clock:
+    """When a workload's timed loop runs, and what it counted.
+
+    Unsliced (the default), the loop runs once for ``seconds``. Sliced, the
+    runner drives it over stdin so that it can interleave the two sides in
+    short slices on one server (machine speed drifts over seconds, and a
+    slow spell then hits both sides alike): the worker prints ``READY`` once
+    it has prepared and warmed up, then runs one slice per ``go SECONDS``
+    line, answering each with a JSON line of the slice's ops and seconds,
+    until a ``stop`` line.
+    """
+
+    def __init__(self, seconds: float, warmup: float, *, sliced: bool = False) -> None:
+        self.seconds = seconds
+        self.warmup = warmup
+        self.sliced = sliced
+        self.ops = 0
+        self.took = 0.0
+
+    def slices(self) -> Iterator[float]:
+        """Lengths of the timed slices to run, in seconds."""
+        if not self.sliced:
+            yield self.seconds
+            return
+        print(catalog.READY, flush=True)
+        for line in sys.stdin:
+            command = line.split()
+            if not command or command[0] == "stop":
+                return
+            if command[0] != "go" or len(command) != 2:
+                raise SystemExit(f"unexpected command from the runner: {line!r}")
+            yield float(command[1])
+
+    def record(self, ops: int, took: float) -> None:
+        """Count one slice's ``ops`` calls in ``took`` seconds."""
+        self.ops += ops
+        self.took += took
+        if self.sliced:
+            print(json.dumps({"slice_ops": ops, "slice_seconds": took}), flush=True)
+
+    def unsliced(self) -> tuple[float, float]:
+        """(seconds, warm-up) of a workload that times itself in one span."""
+        if self.sliced:
+            raise SystemExit("this workload cannot run in slices")
+        return self.seconds, self.warmup
+
+    def result(self, **extra: Any) -> Result:
+        """The worker's result: the counted ops and seconds, plus ``extra``."""
+        return {"ops": self.ops, "seconds": self.took, **extra}
+
+
+def _timed(op: Callable[[], object], seconds: float) -> tuple[int, float]:
+    """Call ``op`` until ``seconds`` have passed; return (calls, seconds)."""
     ops = 0
     start = time.perf_counter()
     end = start + seconds
@@ -257,24 +320,35 @@ def run_for(
             return ops, now - start
 
 
-async def arun_for(
-    op: Callable[[], Awaitable[object]], seconds: float, warmup: float
+async def _atimed(
+    op: Callable[[], Awaitable[object]], seconds: float
 ) -> tuple[int, float]:
+    """Async twin of :func:`_timed`."""
+    ops = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        await op()
+        ops += 1
+        now = time.perf_counter()
+        if now >= end:
+            return ops, now - start
+
+
+def run_for(op: Callable[[], object], clock: Clock) -> Result:
+    """Call ``op`` for the clock's warm-up, then count calls in its slices."""
+    _timed(op, clock.warmup)
+    for seconds in clock.slices():
+        clock.record(*_timed(op, seconds))
+    return clock.result()
+
+
+async def arun_for(op: Callable[[], Awaitable[object]], clock: Clock) -> Result:
     """Async twin of :func:`run_for`."""
-    deadline = time.perf_counter() + warmup
-    done = 0
-    while done < 3 or time.perf_counter() < deadline:
-        await op()
-        done += 1
-    ops = 0
-    start = time.perf_counter()
-    end = start + seconds
-    while True:
-        await op()
-        ops += 1
-        now = time.perf_counter()
-        if now >= end:
-            return ops, now - start
+    await _atimed(op, clock.warmup)
+    for seconds in clock.slices():
+        clock.record(*await _atimed(op, seconds))
+    return clock.result()
 
 
 def _status_mb(field: str) -> float:
@@ -309,7 +383,7 @@ def _setup(uri: str) -> None:
         saver.setup()
 
 
-def w_put(uri: str, seconds: float, warmup: float) -> Result:
+def w_put(uri: str, clock: Clock) -> Result:
     """``put`` of successive realistic checkpoints on one thread."""
     with PostgresSaver.from_conn_string(uri) as saver:
         writer = ThreadWriter(saver.get_next_version, "put")
@@ -317,27 +391,25 @@ def w_put(uri: str, seconds: float, warmup: float) -> Result:
         def op() -> None:
             saver.put(*writer.next())  # type: ignore[arg-type]
 
-        ops, took = run_for(op, seconds, warmup)
-    return {"ops": ops, "seconds": took}
+        return run_for(op, clock)
 
 
-def w_aput(uri: str, seconds: float, warmup: float) -> Result:
+def w_aput(uri: str, clock: Clock) -> Result:
     """Async ``aput`` of successive realistic checkpoints on one thread."""
 
-    async def main() -> tuple[int, float]:
+    async def main() -> Result:
         async with AsyncPostgresSaver.from_conn_string(uri) as saver:
             writer = ThreadWriter(saver.get_next_version, "aput")
 
             async def op() -> None:
                 await saver.aput(*writer.next())  # type: ignore[arg-type]
 
-            return await arun_for(op, seconds, warmup)
+            return await arun_for(op, clock)
 
-    ops, took = asyncio.run(main())
-    return {"ops": ops, "seconds": took}
+    return asyncio.run(main())
 
 
-def w_put_writes(uri: str, seconds: float, warmup: float) -> Result:
+def w_put_writes(uri: str, clock: Clock) -> Result:
     """``put_writes`` of 3 writes (a new task id each time) to one checkpoint."""
     with PostgresSaver.from_conn_string(uri) as saver:
         writer = ThreadWriter(saver.get_next_version, "put_writes")
@@ -347,14 +419,13 @@ def w_put_writes(uri: str, seconds: float, warmup: float) -> Result:
         def op() -> None:
             saver.put_writes(config, pending, str(uuid.uuid4()))
 
-        ops, took = run_for(op, seconds, warmup)
-    return {"ops": ops, "seconds": took}
+        return run_for(op, clock)
 
 
-def w_aput_writes(uri: str, seconds: float, warmup: float) -> Result:
+def w_aput_writes(uri: str, clock: Clock) -> Result:
     """Async ``aput_writes`` of 3 writes to one checkpoint."""
 
-    async def main() -> tuple[int, float]:
+    async def main() -> Result:
         async with AsyncPostgresSaver.from_conn_string(uri) as saver:
             writer = ThreadWriter(saver.get_next_version, "aput_writes")
             config = await saver.aput(*writer.next())  # type: ignore[arg-type]
@@ -363,21 +434,25 @@ def w_aput_writes(uri: str, seconds: float, warmup: float) -> Result:
             async def op() -> None:
                 await saver.aput_writes(config, pending, str(uuid.uuid4()))
 
-            return await arun_for(op, seconds, warmup)
+            return await arun_for(op, clock)
 
-    ops, took = asyncio.run(main())
-    return {"ops": ops, "seconds": took}
+    return asyncio.run(main())
 
 
-def _read_workload(
-    uri: str, seconds: float, warmup: float, mode: str, is_async: bool
-) -> Result:
+def _read_workload(uri: str, clock: Clock, mode: str, is_async: bool) -> Result:
     """get_tuple / list workloads on a prepared 300-checkpoint thread."""
     thread_id = "history"
-    ids = fill_thread(uri, thread_id, HISTORY, writes=True)
+    version = LEGACY_FORMAT if mode == "legacy" else GRAPH_FORMAT
+    ids = fill_thread(uri, thread_id, HISTORY, writes=True, version=version)
     latest: Config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     rng = random.Random(7)
-    expected = {"latest": 1, "random": 1, "list_20": 20, "list_all": HISTORY}[mode]
+    expected = {
+        "latest": 1,
+        "legacy": 1,
+        "random": 1,
+        "list_20": 20,
+        "list_all": HISTORY,
+    }[mode]
 
     def config() -> Config:
         if mode == "random":
@@ -392,22 +467,22 @@ def _read_workload(
 
             def op() -> None:
                 nonlocal items
-                if mode in ("latest", "random"):
+                if mode in ("latest", "legacy", "random"):
                     got = saver.get_tuple(config())  # type: ignore[arg-type]
                     assert got is not None and len(got.pending_writes or ()) == 3
                     items += 1
                 else:
                     items += len(list(saver.list(latest, limit=limit)))  # type: ignore[arg-type]
 
-            ops, took = run_for(op, seconds, warmup)
+            result = run_for(op, clock)
     else:
 
-        async def main() -> tuple[int, float]:
+        async def main() -> Result:
             async with AsyncPostgresSaver.from_conn_string(uri) as saver:
 
                 async def op() -> None:
                     nonlocal items
-                    if mode in ("latest", "random"):
+                    if mode in ("latest", "legacy", "random"):
                         got = await saver.aget_tuple(config())  # type: ignore[arg-type]
                         assert got is not None and len(got.pending_writes or ()) == 3
                         items += 1
@@ -418,10 +493,10 @@ def _read_workload(
                         ]
                         items += len(listed)
 
-                return await arun_for(op, seconds, warmup)
+                return await arun_for(op, clock)
 
-        ops, took = asyncio.run(main())
-    return {"ops": ops, "seconds": took, "items_per_op": expected}
+        result = asyncio.run(main())
+    return dict(result, items_per_op=expected)
 
 
 class GraphState(TypedDict):
@@ -475,7 +550,7 @@ def _graph_input(i: int) -> tuple[dict[str, Any], Config]:
     return {"messages": [message]}, {"configurable": {"thread_id": thread_id}}
 
 
-def w_graph(uri: str, seconds: float, warmup: float) -> Result:
+def w_graph(uri: str, clock: Clock) -> Result:
     """``invoke`` of a 3-node graph; 10 invokes per thread, then a new thread."""
     with PostgresSaver.from_conn_string(uri) as saver:
         graph = _build_graph(False).compile(checkpointer=saver)
@@ -487,14 +562,13 @@ def w_graph(uri: str, seconds: float, warmup: float) -> Result:
             counter += 1
             graph.invoke(inputs, config)  # type: ignore[arg-type]
 
-        ops, took = run_for(op, seconds, warmup)
-    return {"ops": ops, "seconds": took}
+        return run_for(op, clock)
 
 
-def w_agraph(uri: str, seconds: float, warmup: float) -> Result:
+def w_agraph(uri: str, clock: Clock) -> Result:
     """``ainvoke`` of the same graph with async nodes and AsyncPostgresSaver."""
 
-    async def main() -> tuple[int, float]:
+    async def main() -> Result:
         async with AsyncPostgresSaver.from_conn_string(uri) as saver:
             graph = _build_graph(True).compile(checkpointer=saver)
             counter = 0
@@ -505,19 +579,19 @@ def w_agraph(uri: str, seconds: float, warmup: float) -> Result:
                 counter += 1
                 await graph.ainvoke(inputs, config)  # type: ignore[arg-type]
 
-            return await arun_for(op, seconds, warmup)
+            return await arun_for(op, clock)
 
-    ops, took = asyncio.run(main())
-    return {"ops": ops, "seconds": took}
+    return asyncio.run(main())
 
 
-def w_async_pool(uri: str, seconds: float, warmup: float) -> Result:
+def w_async_pool(uri: str, clock: Clock) -> Result:
     """64 tasks on an ``AsyncConnectionPool`` of 8: put, put_writes, get_tuple.
 
     Each task works on its own thread; one op is one such 3-call cycle.
     """
 
     async def main() -> tuple[int, float]:
+        seconds, warmup = clock.unsliced()
         pool = AsyncConnectionPool(
             uri, min_size=POOL_SIZE, max_size=POOL_SIZE, kwargs=POOL_KWARGS, open=False
         )
@@ -551,11 +625,12 @@ def w_async_pool(uri: str, seconds: float, warmup: float) -> Result:
     return {"ops": ops, "seconds": took}
 
 
-def w_sync_pool_threads(uri: str, seconds: float, warmup: float) -> Result:
+def w_sync_pool_threads(uri: str, clock: Clock) -> Result:
     """8 threads on a ``ConnectionPool`` of 8: put, put_writes, get_tuple.
 
     Each thread works on its own LangGraph thread; one op is one 3-call cycle.
     """
+    seconds, warmup = clock.unsliced()
     with ConnectionPool(
         uri, min_size=POOL_SIZE, max_size=POOL_SIZE, kwargs=POOL_KWARGS
     ) as pool:
@@ -591,7 +666,7 @@ def w_sync_pool_threads(uri: str, seconds: float, warmup: float) -> Result:
     return {"ops": after - before, "seconds": end - start}
 
 
-def w_floor(uri: str, seconds: float, warmup: float) -> Result:
+def w_floor(uri: str, clock: Clock) -> Result:
     """psycopg only: one prepared INSERT and one SELECT of a checkpoint's bytes.
 
     The payload is what a ``put`` of the realistic checkpoint ships: the
@@ -626,17 +701,16 @@ def w_floor(uri: str, seconds: float, warmup: float) -> Result:
             ).fetchone()
             assert row is not None and len(row[0]) == len(payload)
 
-        ops, took = run_for(op, seconds, warmup)
-    return {"ops": ops, "seconds": took, "payload_bytes": len(payload)}
+        return run_for(op, clock) | {"payload_bytes": len(payload)}
 
 
-def w_memory_list(uri: str, seconds: float, warmup: float) -> Result:
+def w_memory_list(uri: str, clock: Clock) -> Result:
     """Iterate ``list()`` over 5,000 checkpoints that each carry a 100 KB value.
 
     Reports time to the first item, the whole iteration (ops = items) and the
     peak RSS during the iteration (VmHWM, reset just before it).
     """
-    del seconds, warmup  # one full pass is the measurement
+    clock.unsliced()  # one full pass is the measurement
     config: Config = {"configurable": {"thread_id": "big", "checkpoint_ns": ""}}
     fill_thread(uri, "big", BIG_HISTORY, big=True)
     with PostgresSaver.from_conn_string(uri) as saver:
@@ -665,7 +739,7 @@ def w_memory_list(uri: str, seconds: float, warmup: float) -> Result:
     }
 
 
-def w_get_tuple_deep(uri: str, seconds: float, warmup: float) -> Result:
+def w_get_tuple_deep(uri: str, clock: Clock) -> Result:
     """Latest ``get_tuple`` on a 10,000-checkpoint thread vs a 10-checkpoint one.
 
     ops/s is for the deep thread; ``deep_vs_shallow_latency`` is the ratio of
@@ -683,9 +757,10 @@ def w_get_tuple_deep(uri: str, seconds: float, warmup: float) -> Result:
                 def op(cfg: Config = config) -> None:
                     assert saver.get_tuple(cfg) is not None  # type: ignore[arg-type]
 
-                ops, took = run_for(op, seconds / 4, warmup / 4)
-                totals[thread_id][0] += ops
-                totals[thread_id][1] += took
+                seconds, warmup = clock.unsliced()
+                part = run_for(op, Clock(seconds / 4, warmup / 4))
+                totals[thread_id][0] += part["ops"]
+                totals[thread_id][1] += part["seconds"]
     deep_ops, deep_s = totals["deep"]
     shallow_ops, shallow_s = totals["shallow"]
     deep_ms = deep_s / deep_ops * 1000
@@ -699,14 +774,14 @@ def w_get_tuple_deep(uri: str, seconds: float, warmup: float) -> Result:
     }
 
 
-def _reader(mode: str, is_async: bool) -> Callable[[str, float, float], Result]:
-    def run(uri: str, seconds: float, warmup: float) -> Result:
-        return _read_workload(uri, seconds, warmup, mode, is_async)
+def _reader(mode: str, is_async: bool) -> Callable[[str, Clock], Result]:
+    def run(uri: str, clock: Clock) -> Result:
+        return _read_workload(uri, clock, mode, is_async)
 
     return run
 
 
-WORKLOADS: dict[str, Callable[[str, float, float], Result]] = {
+WORKLOADS: dict[str, Callable[[str, Clock], Result]] = {
     "put": w_put,
     "aput": w_aput,
     "put_writes": w_put_writes,
@@ -715,6 +790,7 @@ WORKLOADS: dict[str, Callable[[str, float, float], Result]] = {
     "aget_tuple_latest": _reader("latest", True),
     "get_tuple_random": _reader("random", False),
     "aget_tuple_random": _reader("random", True),
+    "get_tuple_legacy": _reader("legacy", False),
     "list_20": _reader("list_20", False),
     "alist_20": _reader("list_20", True),
     "list_all": _reader("list_all", False),
@@ -758,14 +834,20 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--uri", required=True, help="URI of an empty database")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=None)
+    parser.add_argument(
+        "--sliced",
+        action="store_true",
+        help="time the slices the runner asks for on stdin (see Clock)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 3)
+    clock = Clock(args.seconds, warmup, sliced=args.sliced)
 
     setup_start = time.perf_counter()
     if args.workload != "floor":
         _setup(args.uri)
     prepare_started = time.perf_counter()
-    result = WORKLOADS[args.workload](args.uri, args.seconds, warmup)
+    result = WORKLOADS[args.workload](args.uri, clock)
     result["ops_per_s"] = result["ops"] / result["seconds"]
     result["peak_rss_mb"] = peak_rss_mb()
     result["setup_s"] = prepare_started - setup_start
