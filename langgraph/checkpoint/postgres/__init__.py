@@ -25,12 +25,11 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import Capabilities, Connection, Cursor, Pipeline, pq
-from psycopg.rows import TupleRow, tuple_row
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres import _internal
-from langgraph.checkpoint.postgres._cursors import KeptCursors
-from langgraph.checkpoint.postgres._json import use_orjson
+from langgraph.checkpoint.postgres._cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres.base import (
     BUILD_COLLISIONS,
     CONNECTION_KWARGS,
@@ -43,7 +42,6 @@ from langgraph.checkpoint.postgres.base import (
     Statement,
     WriteQueue,
     collision_pause,
-    connection_lost_message,
     pool_arguments,
 )
 
@@ -152,29 +150,26 @@ class PostgresSaver(BasePostgresSaver):
 
     # -- I/O ---------------------------------------------------------------
 
-    @contextmanager
-    def _connection(self, *, bounded: bool = True) -> Iterator[Connection[Any]]:
-        timeout = self.timeout if bounded else None
-        with self._turn, _internal.get_connection(self.conn) as conn:
-            _check_open(conn, pooled=self._pooled)
-            with _internal.guarded(conn, timeout=timeout, pooled=self._pooled):
-                yield conn
+    def _connection(self, *, bounded: bool = True) -> _internal.CallConnection:
+        return _internal.CallConnection(
+            self._turn,
+            self.conn,
+            timeout=self.timeout if bounded else None,
+            pooled=self._pooled,
+        )
 
-    @contextmanager
-    def _cursor(self) -> Iterator[Cursor[TupleRow]]:
-        with self._connection() as conn:
-            cur = self._kept.take(conn) or _new_cursor(conn)
-            try:
-                with nullcontext() if conn.autocommit else conn.transaction():
-                    yield cur
-            except BaseException:
-                cur.close()
-                raise
-            if not self._kept.keep(conn, cur):
-                cur.close()
+    def _cursor(self, role: Role) -> _internal.CallCursor:
+        return _internal.CallCursor(
+            self._turn,
+            self.conn,
+            self._kept,
+            role,
+            timeout=self.timeout,
+            pooled=self._pooled,
+        )
 
     def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
-        with self._cursor() as cur:
+        with self._cursor("read" if fetch else "write") as cur:
             cur.execute(statement.sql, statement.params)
             if fetch:
                 return cur.fetchall()
@@ -197,7 +192,7 @@ class PostgresSaver(BasePostgresSaver):
 
     def _run_batch(self, batch: Batch) -> None:
         first, *more = batch.statements()
-        with self._cursor() as cur:
+        with self._cursor("write") as cur:
             if not more:
                 cur.execute(first.sql, first.params, prepare=batch.prepare)
             else:
@@ -222,7 +217,7 @@ class PostgresSaver(BasePostgresSaver):
         Empties ``rows``, so that a page's raw rows and the next page's are
         not held at once.
         """
-        with self._cursor() as cur:
+        with self._cursor("read") as cur:
             conn = cur.connection
             # In a pipeline, execute() sends the query and returns at once.
             with conn.pipeline() if self.supports_pipeline else nullcontext():
@@ -435,22 +430,3 @@ class PostgresSaver(BasePostgresSaver):
             return {}
         rows = self._fetch(self._delta_history_statement(config, channels))
         return self._load_delta_history(rows, channels)
-
-
-def _new_cursor(conn: Connection[Any]) -> Cursor[TupleRow]:
-    cur = conn.cursor(binary=True, row_factory=tuple_row)
-    use_orjson(cur)
-    return cur
-
-
-def _check_open(conn: Connection[Any], *, pooled: bool) -> None:
-    if conn.broken:
-        raise ConnectionLostError(
-            connection_lost_message("connection broken", pooled=pooled)
-        )
-    if conn.closed:
-        raise RuntimeError(
-            "the saver's connection is closed: a saver from from_conn_string() "
-            "works only inside its `with` block; keep the block open while the "
-            "graph runs, or give the saver a ConnectionPool"
-        )

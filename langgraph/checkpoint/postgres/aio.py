@@ -32,12 +32,11 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities, pq
-from psycopg.rows import TupleRow, tuple_row
+from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres import _ainternal
-from langgraph.checkpoint.postgres._cursors import KeptCursors
-from langgraph.checkpoint.postgres._json import use_orjson
+from langgraph.checkpoint.postgres._cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres.base import (
     BUILD_COLLISIONS,
     CONNECTION_KWARGS,
@@ -50,7 +49,6 @@ from langgraph.checkpoint.postgres.base import (
     Statement,
     WriteQueue,
     collision_pause,
-    connection_lost_message,
     pool_arguments,
 )
 
@@ -168,32 +166,28 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
     # -- I/O ---------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _connection(
-        self, *, bounded: bool = True
-    ) -> AsyncIterator[AsyncConnection[Any]]:
+    def _connection(self, *, bounded: bool = True) -> _ainternal.CallConnection:
         self._remember_loop()
-        timeout = self.timeout if bounded else None
-        async with self._turn, _ainternal.get_connection(self.conn) as conn:
-            _check_open(conn, pooled=self._pooled)
-            async with _ainternal.guarded(conn, timeout=timeout, pooled=self._pooled):
-                yield conn
+        return _ainternal.CallConnection(
+            self._turn,
+            self.conn,
+            timeout=self.timeout if bounded else None,
+            pooled=self._pooled,
+        )
 
-    @asynccontextmanager
-    async def _cursor(self) -> AsyncIterator[AsyncCursor[TupleRow]]:
-        async with self._connection() as conn:
-            cur = self._kept.take(conn) or _new_cursor(conn)
-            try:
-                async with nullcontext() if conn.autocommit else conn.transaction():
-                    yield cur
-            except BaseException:
-                await cur.close()
-                raise
-            if not self._kept.keep(conn, cur):
-                await cur.close()
+    def _cursor(self, role: Role) -> _ainternal.CallCursor:
+        self._remember_loop()
+        return _ainternal.CallCursor(
+            self._turn,
+            self.conn,
+            self._kept,
+            role,
+            timeout=self.timeout,
+            pooled=self._pooled,
+        )
 
     async def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
-        async with self._cursor() as cur:
+        async with self._cursor("read" if fetch else "write") as cur:
             await cur.execute(statement.sql, statement.params)
             if fetch:
                 return await cur.fetchall()
@@ -214,7 +208,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
     async def _run_batch(self, batch: Batch) -> None:
         # See PostgresSaver._run_batch.
         first, *more = batch.statements()
-        async with self._cursor() as cur:
+        async with self._cursor("write") as cur:
             if not more:
                 await cur.execute(first.sql, first.params, prepare=batch.prepare)
             else:
@@ -234,7 +228,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
         self, rows: list[TupleRow], statement: Statement
     ) -> tuple[list[CheckpointTuple], list[TupleRow]]:
         # See PostgresSaver._load_while_fetching.
-        async with self._cursor() as cur:
+        async with self._cursor("read") as cur:
             conn = cur.connection
             async with conn.pipeline() if self.supports_pipeline else nullcontext():
                 await cur.execute(statement.sql, statement.params)
@@ -512,22 +506,3 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
 async def _next_item(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
-
-
-def _new_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[TupleRow]:
-    cur = conn.cursor(binary=True, row_factory=tuple_row)
-    use_orjson(cur)
-    return cur
-
-
-def _check_open(conn: AsyncConnection[Any], *, pooled: bool) -> None:
-    if conn.broken:
-        raise ConnectionLostError(
-            connection_lost_message("connection broken", pooled=pooled)
-        )
-    if conn.closed:
-        raise RuntimeError(
-            "the saver's connection is closed: a saver from from_conn_string() "
-            "works only inside its `async with` block; keep the block open "
-            "while the graph runs, or give the saver an AsyncConnectionPool"
-        )
