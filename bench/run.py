@@ -349,7 +349,12 @@ class SlicedWorker:
         """Stop the worker; return its final JSON line (all slices summed)."""
         self._send("stop")
         result = self._json(timeout, "workload")
-        self._proc.wait(timeout)
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(
+                f"{self.name}: did not exit within {timeout:.0f}s"
+            ) from exc
         if self._proc.returncode != 0:
             raise BenchError(
                 f"{self.name}: exit {self._proc.returncode}: {self._tail()}"
@@ -514,18 +519,17 @@ def _sliced_rep(
             for index in range(count):
                 for side in order if index % 2 == 0 else order[::-1]:
                     workers[side].run_slice(seconds / count, timeout)
-            runs: RepResults = {
-                side: worker.finish(timeout) for side, worker in workers.items()
-            }
+            runs: RepResults = {}
+            for side, worker in workers.items():
+                runs[side] = result = worker.finish(timeout)
+                if side == "ours":
+                    result["revision"] = revision
         except BenchError as exc:
             # A failed side leaves the other without its alternation partner.
             return {side: exc for side in order}
         finally:
             for worker in workers.values():
                 worker.close()
-    result = runs["ours"]
-    if not isinstance(result, BenchError):
-        result["revision"] = revision
     return runs
 
 

@@ -302,9 +302,9 @@ class Clock:
             raise SystemExit("this workload cannot run in slices")
         return self.seconds, self.warmup
 
-    def result(self, **extra: Any) -> Result:
-        """The worker's result: the counted ops and seconds, plus ``extra``."""
-        return {"ops": self.ops, "seconds": self.took, **extra}
+    def result(self) -> Result:
+        """The worker's result: the counted ops and seconds."""
+        return {"ops": self.ops, "seconds": self.took}
 
 
 def _timed(op: Callable[[], object], seconds: float) -> tuple[int, float]:
@@ -671,6 +671,8 @@ def w_floor(uri: str, clock: Clock) -> Result:
 
     The payload is what a ``put`` of the realistic checkpoint ships: the
     serialized message list plus the JSON of the rest of the checkpoint.
+    ``select_us`` is the mean latency of the SELECT alone: what any read of
+    a checkpoint costs at least.
     """
     serde = JsonPlusSerializer()
     writer = ThreadWriter(lambda current, _: str(int(current or 0) + 1), "floor")
@@ -685,23 +687,30 @@ def w_floor(uri: str, clock: Clock) -> Result:
             " PRIMARY KEY (thread_id, id))"
         )
         key = 0
+        selecting = 0.0  # seconds spent in the SELECTs, warm-up included
 
         def op() -> None:
-            nonlocal key
+            nonlocal key, selecting
             key += 1
             conn.execute(
                 "INSERT INTO bench_floor (thread_id, id, data) VALUES (%s, %s, %s)",
                 ("floor", key, payload),
                 prepare=True,
             )
+            start = time.perf_counter()
             row = conn.execute(
                 "SELECT data FROM bench_floor WHERE thread_id = %s AND id = %s",
                 ("floor", key),
                 prepare=True,
             ).fetchone()
+            selecting += time.perf_counter() - start
             assert row is not None and len(row[0]) == len(payload)
 
-        return run_for(op, clock) | {"payload_bytes": len(payload)}
+        result = run_for(op, clock)
+    return result | {
+        "payload_bytes": len(payload),
+        "select_us": selecting / key * 1e6,
+    }
 
 
 def w_memory_list(uri: str, clock: Clock) -> Result:
