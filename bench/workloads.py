@@ -67,6 +67,7 @@ FILL_THREADS = 4
 GRAPH_INVOKES_PER_THREAD = 10
 NOW = "2025-01-01T00:00:00+00:00"
 GRAPH_FORMAT = 4  # the checkpoint format ("v") LangGraph 1.x graphs write
+COMMIT_ROWS = 1_000  # one-row INSERTs timed by the floor for commit_us
 LEGACY_FORMAT = 2  # a format older graphs wrote: reads add the parent's sends
 
 
@@ -672,7 +673,10 @@ def w_floor(uri: str, clock: Clock) -> Result:
     The payload is what a ``put`` of the realistic checkpoint ships: the
     serialized message list plus the JSON of the rest of the checkpoint.
     ``select_us`` is the mean latency of the SELECT alone: what any read of
-    a checkpoint costs at least.
+    a checkpoint costs at least. ``insert_us`` is that of the INSERT alone
+    (it commits): what storing those bytes costs at least. ``commit_us``,
+    measured after the timed loop, is the mean latency of a prepared INSERT
+    of one 8-byte row: what any write that commits costs at least.
     """
     serde = JsonPlusSerializer()
     writer = ThreadWriter(lambda current, _: str(int(current or 0) + 1), "floor")
@@ -686,17 +690,21 @@ def w_floor(uri: str, clock: Clock) -> Result:
             "CREATE TABLE bench_floor (thread_id text, id bigint, data bytea,"
             " PRIMARY KEY (thread_id, id))"
         )
+        conn.execute("CREATE TABLE bench_commit (id bigint PRIMARY KEY)")
         key = 0
-        selecting = 0.0  # seconds spent in the SELECTs, warm-up included
+        # Seconds spent in each statement, warm-up included.
+        inserting = selecting = 0.0
 
         def op() -> None:
-            nonlocal key, selecting
+            nonlocal key, inserting, selecting
             key += 1
+            start = time.perf_counter()
             conn.execute(
                 "INSERT INTO bench_floor (thread_id, id, data) VALUES (%s, %s, %s)",
                 ("floor", key, payload),
                 prepare=True,
             )
+            inserting += time.perf_counter() - start
             start = time.perf_counter()
             row = conn.execute(
                 "SELECT data FROM bench_floor WHERE thread_id = %s AND id = %s",
@@ -707,9 +715,17 @@ def w_floor(uri: str, clock: Clock) -> Result:
             assert row is not None and len(row[0]) == len(payload)
 
         result = run_for(op, clock)
+        start = time.perf_counter()
+        for small in range(COMMIT_ROWS):
+            conn.execute(
+                "INSERT INTO bench_commit (id) VALUES (%s)", (small,), prepare=True
+            )
+        committing = time.perf_counter() - start
     return result | {
         "payload_bytes": len(payload),
+        "insert_us": inserting / key * 1e6,
         "select_us": selecting / key * 1e6,
+        "commit_us": committing / COMMIT_ROWS * 1e6,
     }
 
 
