@@ -65,9 +65,9 @@ POOL_SIZE = 8
 ASYNC_TASKS = 64
 FILL_THREADS = 4
 GRAPH_INVOKES_PER_THREAD = 10
+COMMIT_ROWS = 1_000  # one-row INSERTs timed by the floor for commit_us
 NOW = "2025-01-01T00:00:00+00:00"
 GRAPH_FORMAT = 4  # the checkpoint format ("v") LangGraph 1.x graphs write
-COMMIT_ROWS = 1_000  # one-row INSERTs timed by the floor for commit_us
 LEGACY_FORMAT = 2  # a format older graphs wrote: reads add the parent's sends
 
 
