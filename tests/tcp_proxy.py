@@ -96,8 +96,12 @@ class SilentableProxy:
             if not data:
                 sink.close()
                 return
-            # Data read just before silence() may still go out; the test
-            # silences between calls, when nothing is in flight.
+            # This recv() may have begun before silence() and returned what
+            # arrived after it: hold that back too, or a query sent after
+            # silence() (and its answer) could still get through.
+            self._forwarding.wait()
+            if self._closed.is_set():
+                return
             try:
                 sink.sendall(data)
             except OSError:

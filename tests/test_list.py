@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from psycopg import Connection
 from psycopg.rows import tuple_row
+from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres._internal import sever
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.postgres.base import FIRST_PAGE_SIZE, LIST_PAGE_SIZE
+from langgraph.checkpoint.postgres.base import (
+    FIRST_PAGE_SIZE,
+    LIST_PAGE_SIZE,
+    ConnectionLostError,
+)
 
 # More than two pages, so that every boundary case is crossed.
 COUNT = 2 * LIST_PAGE_SIZE + 37
@@ -117,10 +126,112 @@ def test_rows_are_read_page_by_page_not_all_at_once(saver: PostgresSaver) -> Non
     first = next(listing)
     assert first.metadata["step"] == COUNT - 1
     # Rows not read yet are read when the loop gets to them: once the thread
-    # is gone, only what was already fetched remains: the first page and the
-    # one read while the first was decoded.
+    # is gone, only the first page, already read, remains.
     saver.delete_thread("t")
-    assert len(list(listing)) == FIRST_PAGE_SIZE + LIST_PAGE_SIZE - 1
+    assert len(list(listing)) == FIRST_PAGE_SIZE - 1
+
+
+async def test_async_rows_are_read_page_by_page_not_all_at_once(
+    asaver: AsyncPostgresSaver, db_uri: str
+) -> None:
+    with PostgresSaver.from_conn_string(db_uri) as sync:
+        _fill(sync, "t", COUNT)
+    listing = asaver.alist(_thread("t"))
+    first = await anext(listing)
+    assert first.metadata["step"] == COUNT - 1
+    # The async saver reads one page ahead: it decodes a page while the
+    # server prepares the next. So the first page and the second remain.
+    await asaver.adelete_thread("t")
+    assert len([t async for t in listing]) == FIRST_PAGE_SIZE + LIST_PAGE_SIZE - 1
+
+
+class _ServerWatchingSerde(JsonPlusSerializer):
+    """Notes, at its first decoded value, what the saver's backend is doing."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+        self.backend_pid: int | None = None
+        self.seen: tuple[Any, ...] | None = None
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        if self.seen is None and self.backend_pid is not None:
+            with psycopg.connect(self.uri) as other:
+                self.seen = other.execute(
+                    "SELECT state, wait_event FROM pg_stat_activity WHERE pid = %s",
+                    [self.backend_pid],
+                ).fetchone()
+        return super().loads_typed(data)
+
+
+def test_a_page_is_decoded_while_the_server_still_sends_it(db_uri: str) -> None:
+    """The sync saver decodes each row as it arrives rather than after the
+    whole page: with rows too big for the socket's buffers, the server is
+    still sending the page (waiting to write) when the first value is
+    decoded."""
+    serde = _ServerWatchingSerde(db_uri)
+    with Connection.connect(db_uri, autocommit=True) as conn:
+        saver = PostgresSaver(conn, serde=serde)  # type: ignore[arg-type]
+        config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        for step in range(5):
+            checkpoint = empty_checkpoint()
+            # Random bytes: the server cannot compress them, the row stays big.
+            checkpoint["channel_values"] = {"big": os.urandom(4 << 20)}
+            checkpoint["channel_versions"] = {"big": str(step + 1)}
+            config = saver.put(config, checkpoint, {}, {"big": str(step + 1)})
+        serde.backend_pid = conn.info.backend_pid
+        assert len(list(saver.list(_thread("t")))) == 5
+    assert serde.seen == ("active", "ClientWrite")
+
+
+class _SeveringSerde(JsonPlusSerializer):
+    """Cuts the connection under a listing once it has decoded one value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conn: Any = None  # set to the saver's connection to arm it
+        self.decoded = 0
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        self.decoded += 1
+        if self.decoded == 2 and self.conn is not None:
+            sever(self.conn)
+        return super().loads_typed(data)
+
+
+def _fill_big(saver: PostgresSaver, count: int) -> None:
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    for step in range(count):
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"big": os.urandom(1 << 20)}
+        checkpoint["channel_versions"] = {"big": str(step + 1)}
+        config = saver.put(config, checkpoint, {"step": step}, {"big": str(step + 1)})
+
+
+def test_a_connection_lost_mid_page_raises_rather_than_cutting_the_list_short(
+    db_uri: str,
+) -> None:
+    serde = _SeveringSerde()
+    with Connection.connect(db_uri, autocommit=True) as conn:
+        saver = PostgresSaver(conn, serde=serde)  # type: ignore[arg-type]
+        _fill_big(saver, 8)
+        serde.conn = conn
+        with pytest.raises(ConnectionLostError):
+            list(saver.list(_thread("t")))
+
+
+def test_a_pooled_connection_lost_mid_page_is_replaced_and_the_page_read_again(
+    db_uri: str,
+) -> None:
+    serde = _SeveringSerde()
+    with ConnectionPool(db_uri, min_size=1, max_size=1) as pool:
+        saver = PostgresSaver(pool, serde=serde)
+        _fill_big(saver, 8)
+        with pool.connection() as conn:
+            serde.conn = conn  # the pool's only connection: the listing's
+        listed = list(saver.list(_thread("t")))
+    assert [t.metadata["step"] for t in listed] == list(range(8))[::-1]
+    assert serde.decoded > 8  # the first attempt decoded some, then all again
 
 
 #: The server's default ``jit_above_cost``.
@@ -147,7 +258,8 @@ def test_a_full_page_is_planned_far_below_the_jit_threshold(db_uri: str) -> None
             pages = saver._list_pages(config, filter=None, before=None, limit=None)
             first = pages.next_statement()
             assert first is not None
-            pages.receive(saver._fetch(first))
+            rows = saver._fetch(first)
+            pages.receive(len(rows), rows[-1])
             full = pages.next_statement()
             assert full is not None and full.params["page_size"] == LIST_PAGE_SIZE
             with conn.cursor(row_factory=tuple_row) as cur:

@@ -209,22 +209,27 @@ class PostgresSaver(BasePostgresSaver):
             if self.pipe is not None:
                 self.pipe.sync()
 
-    def _load_while_fetching(
-        self, rows: list[TupleRow], statement: Statement
-    ) -> tuple[list[CheckpointTuple], list[TupleRow]]:
-        """Decode ``rows`` while the server runs ``statement``; return both.
+    def _read_page(
+        self, statement: Statement
+    ) -> tuple[list[CheckpointTuple], TupleRow | None]:
+        """Run a ``list()`` page's query, decoding each row as it arrives.
 
-        Empties ``rows``, so that a page's raw rows and the next page's are
-        not held at once.
+        Returns the page's tuples and its last raw row, where the next page
+        resumes. Rows stream in one by one, so the client decodes a row while
+        the server still computes the next ones, instead of waiting for the
+        whole page and then decoding it while the server idles.
         """
         with self._cursor("read") as cur:
-            conn = cur.connection
-            # In a pipeline, execute() sends the query and returns at once.
-            with conn.pipeline() if self.supports_pipeline else nullcontext():
+            if cur.connection.pgconn.pipeline_status:
+                # psycopg cannot stream in pipeline mode: the page comes whole.
                 cur.execute(statement.sql, statement.params)
-                tuples = self._load_tuples(rows)
-                rows.clear()  # free this page's raw rows before the next arrives
-                return tuples, cur.fetchall()
+                rows = cur.fetchall()
+                return self._load_tuples(rows), rows[-1] if rows else None
+            last: TupleRow | None = None
+            tuples: list[CheckpointTuple] = []
+            for last in cur.stream(statement.sql, statement.params):
+                tuples.append(self._load_tuple(last))
+            return tuples, last
 
     def _fetch(self, statement: Statement) -> list[TupleRow]:
         return self._retrying(partial(self._run, statement, fetch=True))
@@ -339,17 +344,9 @@ class PostgresSaver(BasePostgresSaver):
         no connection or lock is held, so the loop body may call the saver.
         """
         pages = self._list_pages(config, filter=filter, before=before, limit=limit)
-        if (statement := pages.next_statement()) is None:
-            return
-        rows = self._fetch(statement)
-        while True:
-            pages.receive(rows)
-            if (statement := pages.next_statement()) is None:
-                yield from map(self._load_tuple, rows)
-                return
-            tuples, rows = self._retrying(
-                partial(self._load_while_fetching, rows, statement)
-            )
+        while (statement := pages.next_statement()) is not None:
+            tuples, last = self._retrying(partial(self._read_page, statement))
+            pages.receive(len(tuples), last)
             yield from tuples
 
     def put(

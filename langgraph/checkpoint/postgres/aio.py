@@ -227,7 +227,12 @@ class AsyncPostgresSaver(BasePostgresSaver):
     async def _load_while_fetching(
         self, rows: list[TupleRow], statement: Statement
     ) -> tuple[list[CheckpointTuple], list[TupleRow]]:
-        # See PostgresSaver._load_while_fetching.
+        """Decode ``rows`` while the server runs ``statement``; return both.
+
+        Empties ``rows``, so that a page's raw rows and the next page's are
+        not held at once. (The sync saver streams each page's rows instead;
+        in asyncio, waiting for every row costs more than it gains.)
+        """
         async with self._cursor("read") as cur:
             conn = cur.connection
             async with conn.pipeline() if self.supports_pipeline else nullcontext():
@@ -335,7 +340,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
             return
         rows = await self._fetch(statement)
         while True:
-            pages.receive(rows)
+            pages.receive(len(rows), rows[-1] if rows else None)
             if (statement := pages.next_statement()) is None:
                 for row in rows:
                     yield self._load_tuple(row)

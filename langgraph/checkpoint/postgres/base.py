@@ -1680,12 +1680,12 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 class ListPages:
     """Keyset pagination of one ``list()`` call; holds no connection.
 
-    The savers loop: ``next_statement()``, execute it, ``receive(rows)``,
-    until ``next_statement()`` returns ``None``. Each page resumes after the
-    last row of the previous one, ordered by (checkpoint_id, thread_id,
-    checkpoint_ns) descending, so the next page's query is known as soon as a
-    page's rows arrive, before they are decoded: the savers send it first and
-    decode while the server works on it.
+    The savers loop: ``next_statement()``, execute it, ``receive()`` the
+    page's row count and last row, until ``next_statement()`` returns
+    ``None``. Each page resumes after the last row of the previous one,
+    ordered by (checkpoint_id, thread_id, checkpoint_ns) descending, so the
+    next page's query is known as soon as a page's last row arrives, before
+    the page is decoded.
     """
 
     def __init__(
@@ -1730,15 +1730,16 @@ class ListPages:
         self._page_size = size
         return Statement(self._saver._sql(selection), params)
 
-    def receive(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Note where the page of ``rows`` ended."""
-        if len(rows) < self._page_size:
+    def receive(self, count: int, last: Sequence[Any] | None) -> None:
+        """Note that the page brought ``count`` rows, ending with the result
+        row ``last`` (``None`` for an empty page)."""
+        if count < self._page_size:
             self._done = True
-        if rows:
-            thread_id, checkpoint_ns, checkpoint_id = rows[-1][:3]
+        if last is not None:
+            thread_id, checkpoint_ns, checkpoint_id = last[:3]
             self._after = (checkpoint_id, thread_id, checkpoint_ns)
         if self._remaining is not None:
-            self._remaining -= len(rows)
+            self._remaining -= count
 
 
 def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
