@@ -1715,7 +1715,7 @@ class ListPages:
         if self._remaining is not None:
             size = min(size, self._remaining)
         wheres = list(self._wheres)
-        params = {**self._params, "page_size": size}
+        params = dict(self._params)
         if self._after is not None:
             params["after_id"], params["after_thread"], params["after_ns"] = self._after
             if self._one_namespace:
@@ -1726,7 +1726,17 @@ class ListPages:
                     " < (%(after_id)s, %(after_thread)s, %(after_ns)s)"
                 )
         order = _NEWEST_FIRST_IN_NAMESPACE if self._one_namespace else _NEWEST_FIRST
-        selection = _select_checkpoints(tuple(wheres), order, "LIMIT %(page_size)s")
+        if size in (FIRST_PAGE_SIZE, LIST_PAGE_SIZE):
+            # A literal, so that the server can keep one plan of the prepared
+            # query. With a parameter it estimates the generic plan's row
+            # count without the limit, finds it costlier than a plan made
+            # for the value and so plans every page anew (~0.3 ms each).
+            limit = f"LIMIT {size}"
+        else:
+            # A size cut by the caller's `limit`: one query shape for all.
+            limit = "LIMIT %(page_size)s"
+            params["page_size"] = size
+        selection = _select_checkpoints(tuple(wheres), order, limit)
         self._page_size = size
         return Statement(self._saver._sql(selection), params)
 
