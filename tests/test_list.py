@@ -146,6 +146,17 @@ async def test_async_rows_are_read_page_by_page_not_all_at_once(
     assert len([t async for t in listing]) == FIRST_PAGE_SIZE + LIST_PAGE_SIZE - 1
 
 
+def _fill_big(saver: PostgresSaver, count: int, size: int) -> None:
+    """Store ``count`` checkpoints on thread "t", each with a value of
+    ``size`` random bytes (which the server cannot compress: rows stay big)."""
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    for step in range(count):
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"big": os.urandom(size)}
+        checkpoint["channel_versions"] = {"big": str(step + 1)}
+        config = saver.put(config, checkpoint, {"step": step}, {"big": str(step + 1)})
+
+
 class _ServerWatchingSerde(JsonPlusSerializer):
     """Notes, at its first decoded value, what the saver's backend is doing."""
 
@@ -173,13 +184,7 @@ def test_a_page_is_decoded_while_the_server_still_sends_it(db_uri: str) -> None:
     serde = _ServerWatchingSerde(db_uri)
     with Connection.connect(db_uri, autocommit=True) as conn:
         saver = PostgresSaver(conn, serde=serde)  # type: ignore[arg-type]
-        config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
-        for step in range(5):
-            checkpoint = empty_checkpoint()
-            # Random bytes: the server cannot compress them, the row stays big.
-            checkpoint["channel_values"] = {"big": os.urandom(4 << 20)}
-            checkpoint["channel_versions"] = {"big": str(step + 1)}
-            config = saver.put(config, checkpoint, {}, {"big": str(step + 1)})
+        _fill_big(saver, 5, 4 << 20)
         serde.backend_pid = conn.info.backend_pid
         assert len(list(saver.list(_thread("t")))) == 5
     assert serde.seen == ("active", "ClientWrite")
@@ -200,22 +205,13 @@ class _SeveringSerde(JsonPlusSerializer):
         return super().loads_typed(data)
 
 
-def _fill_big(saver: PostgresSaver, count: int) -> None:
-    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
-    for step in range(count):
-        checkpoint = empty_checkpoint()
-        checkpoint["channel_values"] = {"big": os.urandom(1 << 20)}
-        checkpoint["channel_versions"] = {"big": str(step + 1)}
-        config = saver.put(config, checkpoint, {"step": step}, {"big": str(step + 1)})
-
-
 def test_a_connection_lost_mid_page_raises_rather_than_cutting_the_list_short(
     db_uri: str,
 ) -> None:
     serde = _SeveringSerde()
     with Connection.connect(db_uri, autocommit=True) as conn:
         saver = PostgresSaver(conn, serde=serde)  # type: ignore[arg-type]
-        _fill_big(saver, 8)
+        _fill_big(saver, 8, 1 << 20)
         serde.conn = conn
         with pytest.raises(ConnectionLostError):
             list(saver.list(_thread("t")))
@@ -227,7 +223,7 @@ def test_a_pooled_connection_lost_mid_page_is_replaced_and_the_page_read_again(
     serde = _SeveringSerde()
     with ConnectionPool(db_uri, min_size=1, max_size=1) as pool:
         saver = PostgresSaver(pool, serde=serde)
-        _fill_big(saver, 8)
+        _fill_big(saver, 8, 1 << 20)
         with pool.connection() as conn:
             serde.conn = conn  # the pool's only connection: the listing's
         listed = list(saver.list(_thread("t")))
