@@ -15,7 +15,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.postgres._internal import sever
+from langgraph.checkpoint.postgres._pg.access import sever
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import (
     FIRST_PAGE_SIZE,

@@ -28,8 +28,8 @@ from psycopg import Capabilities, Connection, Cursor, Pipeline, pq
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from langgraph.checkpoint.postgres import _internal
-from langgraph.checkpoint.postgres._cursors import KeptCursors, Role
+from langgraph.checkpoint.postgres._pg import access as _internal
+from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres.base import (
     BUILD_COLLISIONS,
     CONNECTION_KWARGS,

@@ -35,8 +35,8 @@ from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities, p
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from langgraph.checkpoint.postgres import _ainternal
-from langgraph.checkpoint.postgres._cursors import KeptCursors, Role
+from langgraph.checkpoint.postgres._pg import access_async as _ainternal
+from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres.base import (
     BUILD_COLLISIONS,
     CONNECTION_KWARGS,

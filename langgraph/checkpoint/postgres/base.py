@@ -42,7 +42,7 @@ from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from langgraph.checkpoint.postgres import _json
+from langgraph.checkpoint.postgres._pg import jsonb as _json
 
 T = TypeVar("T")
 

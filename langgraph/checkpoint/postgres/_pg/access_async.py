@@ -13,9 +13,9 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from langgraph.checkpoint.postgres._cursors import KeptCursors, Role
-from langgraph.checkpoint.postgres._internal import sever
-from langgraph.checkpoint.postgres._json import use_orjson
+from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
+from langgraph.checkpoint.postgres._pg.access import sever
+from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
 from langgraph.checkpoint.postgres.base import (
     ConnectionLostError,
     Steps,
@@ -31,7 +31,7 @@ Conn = AsyncConnection[DictRow] | AsyncConnectionPool[AsyncConnection[DictRow]]
 async def run_steps(conn: AsyncConnection[Any], steps: Steps) -> Any:
     """Execute the statements ``steps`` yields; return what it returns.
 
-    See :func:`langgraph.checkpoint.postgres._internal.run_steps`.
+    See :func:`langgraph.checkpoint.postgres._pg.access.run_steps`.
     """
     rows: list[Any] | None = None
     try:
@@ -76,7 +76,7 @@ class _Alarm:
 class _Call:
     """What one saver call holds, entered and left as an async context manager.
 
-    See :class:`langgraph.checkpoint.postgres._internal._Call`; the deadline
+    See :class:`langgraph.checkpoint.postgres._pg.access._Call`; the deadline
     here is a timer on the event loop. Cancelling the task instead
     (``asyncio.timeout``) would not do: psycopg then asks the server to
     cancel and waits for its answer, which a server that stopped answering
@@ -188,7 +188,7 @@ class CallConnection(_Call):
 
 class CallCursor(_Call):
     """The cursor of one saver call (see
-    :class:`langgraph.checkpoint.postgres._internal.CallCursor`)."""
+    :class:`langgraph.checkpoint.postgres._pg.access.CallCursor`)."""
 
     __slots__ = ("_kept", "_role", "_cursor", "_transaction")
 

@@ -18,8 +18,8 @@ from psycopg import Connection, Cursor
 from psycopg.rows import DictRow, TupleRow, tuple_row
 from psycopg_pool import ConnectionPool
 
-from langgraph.checkpoint.postgres._cursors import KeptCursors, Role
-from langgraph.checkpoint.postgres._json import use_orjson
+from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
+from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
 from langgraph.checkpoint.postgres.base import (
     ConnectionLostError,
     Steps,
