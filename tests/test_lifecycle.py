@@ -23,8 +23,8 @@ from psycopg import sql
 from typing_extensions import TypedDict
 
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres._sql import DELETE_FOR_RUNS_SQL, render
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.postgres.base import DELETE_FOR_RUNS_SQL, render
 from tests.dbcheck import ORPHAN_BLOBS_SQL, ORPHAN_WRITES_SQL, orphans
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")

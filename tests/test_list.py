@@ -15,13 +15,10 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres._paging import FIRST_PAGE_SIZE, LIST_PAGE_SIZE
 from langgraph.checkpoint.postgres._pg.access import sever
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.postgres.base import (
-    FIRST_PAGE_SIZE,
-    LIST_PAGE_SIZE,
-    ConnectionLostError,
-)
+from langgraph.checkpoint.postgres.base import ConnectionLostError
 
 # More than two pages, so that every boundary case is crossed.
 COUNT = 2 * LIST_PAGE_SIZE + 37

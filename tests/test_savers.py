@@ -22,13 +22,9 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres._writes import MAX_STATEMENT_PIECES, MAX_VALUES_ROWS
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.postgres.base import (
-    MAX_STATEMENT_PIECES,
-    MAX_VALUES_ROWS,
-    MIGRATIONS,
-    BasePostgresSaver,
-)
+from langgraph.checkpoint.postgres.base import MIGRATIONS, BasePostgresSaver
 from tests.dbcheck import refuse_inserts
 from tests.savers import async_saver, sync_saver
 

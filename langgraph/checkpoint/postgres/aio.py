@@ -37,20 +37,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres._pg import access_async as _ainternal
 from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
-from langgraph.checkpoint.postgres.base import (
+from langgraph.checkpoint.postgres._pg.errors import ConnectionLostError
+from langgraph.checkpoint.postgres._pg.migrations import (
     BUILD_COLLISIONS,
-    CONNECTION_KWARGS,
     MAX_BUILD_COLLISIONS,
-    BasePostgresSaver,
-    Batch,
-    ConnectionLostError,
-    PoolConfig,
-    QueuedWrite,
-    Statement,
-    WriteQueue,
     collision_pause,
+)
+from langgraph.checkpoint.postgres._pg.options import (
+    CONNECTION_KWARGS,
+    PoolConfig,
     pool_arguments,
 )
+from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
+from langgraph.checkpoint.postgres.base import BasePostgresSaver
 
 __all__ = ["AsyncPostgresSaver"]
 

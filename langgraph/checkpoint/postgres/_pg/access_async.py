@@ -13,15 +13,15 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres._pg.access import sever
-from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
-from langgraph.checkpoint.postgres.base import (
+from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
+from langgraph.checkpoint.postgres._pg.errors import (
     ConnectionLostError,
-    Steps,
     connection_lost_message,
     replacement_error,
 )
+from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
+from langgraph.checkpoint.postgres._pg.statement import Steps
 
 #: What the async saver accepts: one connection, shared behind a lock, or a
 #: pool from which each call borrows a connection of its own.

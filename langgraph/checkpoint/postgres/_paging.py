@@ -1,0 +1,101 @@
+"""Keyset paging of ``list()``: page sizes and the query of each page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._sql import (
+    _NEWEST_FIRST,
+    _NEWEST_FIRST_IN_NAMESPACE,
+    _select_checkpoints,
+)
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.postgres.base import BasePostgresSaver
+
+
+#: Rows ``list()`` fetches per round trip. It streams: between pages it holds
+#: no connection and no lock, so the caller's loop body may use the saver.
+LIST_PAGE_SIZE = 100
+
+#: Rows of a ``list()``'s first page: small, so that the first item comes
+#: soon and decoding starts early (each page is decoded while the server
+#: prepares the next).
+FIRST_PAGE_SIZE = 20
+
+
+class ListPages:
+    """Keyset pagination of one ``list()`` call; holds no connection.
+
+    The savers loop: ``next_statement()``, execute it, ``receive()`` the
+    page's row count and last row, until ``next_statement()`` returns
+    ``None``. Each page resumes after the last row of the previous one,
+    ordered by (checkpoint_id, thread_id, checkpoint_ns) descending, so the
+    next page's query is known as soon as a page's last row arrives, before
+    the page is decoded.
+    """
+
+    def __init__(
+        self,
+        saver: BasePostgresSaver,
+        wheres: list[str],
+        params: dict[str, Any],
+        limit: int | None,
+        one_namespace: bool,
+    ) -> None:
+        self._saver = saver
+        self._wheres = wheres
+        self._params = params
+        self._remaining = limit
+        # Within one (thread, namespace), checkpoint ids are unique and the
+        # primary key serves `checkpoint_id < last` directly.
+        self._one_namespace = one_namespace
+        self._after: tuple[str, str, str] | None = None
+        self._page_size = 0
+        self._done = False
+
+    def next_statement(self) -> Statement | None:
+        """The query for the next page, or ``None`` when there is no more."""
+        if self._done or self._remaining == 0:
+            return None
+        size = LIST_PAGE_SIZE if self._after is not None else FIRST_PAGE_SIZE
+        if self._remaining is not None:
+            size = min(size, self._remaining)
+        wheres = list(self._wheres)
+        params = dict(self._params)
+        if self._after is not None:
+            params["after_id"], params["after_thread"], params["after_ns"] = self._after
+            if self._one_namespace:
+                wheres.append("c.checkpoint_id < %(after_id)s")
+            else:
+                wheres.append(
+                    "(c.checkpoint_id, c.thread_id, c.checkpoint_ns)"
+                    " < (%(after_id)s, %(after_thread)s, %(after_ns)s)"
+                )
+        order = _NEWEST_FIRST_IN_NAMESPACE if self._one_namespace else _NEWEST_FIRST
+        if size in (FIRST_PAGE_SIZE, LIST_PAGE_SIZE):
+            # A literal, so that the server can keep one plan of the prepared
+            # query. With a parameter it estimates the generic plan's row
+            # count without the limit, finds it costlier than a plan made
+            # for the value and so plans every page anew (~0.3 ms each).
+            limit = f"LIMIT {size}"
+        else:
+            # A size cut by the caller's `limit`: one query shape for all.
+            limit = "LIMIT %(page_size)s"
+            params["page_size"] = size
+        selection = _select_checkpoints(tuple(wheres), order, limit)
+        self._page_size = size
+        return Statement(self._saver._sql(selection), params)
+
+    def receive(self, count: int, last: Sequence[Any] | None) -> None:
+        """Note that the page brought ``count`` rows, ending with the result
+        row ``last`` (``None`` for an empty page)."""
+        if count < self._page_size:
+            self._done = True
+        if last is not None:
+            thread_id, checkpoint_ns, checkpoint_id = last[:3]
+            self._after = (checkpoint_id, thread_id, checkpoint_ns)
+        if self._remaining is not None:
+            self._remaining -= count

@@ -1,0 +1,95 @@
+"""Checks of what callers pass (configs, ids, text for text columns, values
+for JSONB), each failing with an error that says what to fix."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from psycopg.types.json import Jsonb
+
+from langgraph.checkpoint.postgres._pg import jsonb as _json
+
+
+def _text(value: Any, field: str) -> str:
+    """``value`` as the text stored in column ``field``, which cannot hold NUL."""
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError(
+            f"{field} {text!r} contains a NUL character (\\x00), which Postgres "
+            f"text columns cannot store: remove it from the {field}"
+        )
+    return text
+
+
+# A JSON escape of U+0000 (which JSONB cannot store), not preceded by an odd
+# number of backslashes (which would make it the literal text "\u0000").
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _jsonb(value: Any, what: str) -> Jsonb:
+    """Encode ``value`` for a JSONB column now, refusing what JSONB would
+    reject or alter, with an error that names ``what`` holds it."""
+    data = _json.dumps(value)
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
+        raise ValueError(
+            f"the {what} contains a NUL character (\\x00) in a key or string, "
+            "which Postgres JSONB cannot store: remove it (or encode the value, "
+            "e.g. as base64)"
+        )
+    return _json.jsonb_text(data)
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """Refuse NaN and infinities, which orjson would write as null."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{path} is {value!r}, which JSON cannot hold (it would be stored "
+                "as null): store it as a string, e.g. str(value)"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{path}[{index}]")
+
+
+def _thread_id(configurable: dict[str, Any]) -> str:
+    try:
+        thread_id = configurable["thread_id"]
+    except KeyError:
+        raise ValueError(
+            'config["configurable"] has no "thread_id": pass '
+            '{"configurable": {"thread_id": ...}} to identify the thread'
+        ) from None
+    return _text(thread_id, "thread_id")
+
+
+def _namespace(configurable: dict[str, Any]) -> str:
+    return _text(configurable.get("checkpoint_ns") or "", "checkpoint_ns")
+
+
+def _configurable(config: RunnableConfig) -> dict[str, Any]:
+    configurable = config.get("configurable")
+    if not isinstance(configurable, dict):
+        raise ValueError(
+            'config has no "configurable" dict: pass '
+            '{"configurable": {"thread_id": ...}}'
+        )
+    return configurable
+
+
+def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
+    """Validate a list of thread or run ids; a bare string is a common slip."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TypeError(
+            f"{method}() takes a list of ids as {name}, not {type(ids).__name__} "
+            f"{ids!r}: wrap a single id in a list, e.g. {method}([{ids!r}])"
+        )
+    field = name[:-1]  # "thread_ids" -> "thread_id"
+    return [_text(i, field) for i in ids]
