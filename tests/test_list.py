@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres._paging import FIRST_PAGE_SIZE, LIST_PAGE_SIZE
-from langgraph.checkpoint.postgres._pg.access import sever
+from langgraph.checkpoint.postgres._pg.watchdog import sever
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import ConnectionLostError
 

@@ -29,6 +29,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres._pg import access as _internal
+from langgraph.checkpoint.postgres._pg import migrate as _migrate
 from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres._pg.errors import ConnectionLostError
 from langgraph.checkpoint.postgres._pg.migrations import (
@@ -301,12 +302,12 @@ class PostgresSaver(BasePostgresSaver):
                 try:
                     with conn.transaction():
                         steps = self._migration_steps(online=online, built=built)
-                        version = _internal.run_steps(conn, steps)
+                        version = _migrate.run_steps(conn, steps)
                     if version is None:
                         break
-                    with _internal.autocommit(conn):
+                    with _migrate.autocommit(conn):
                         steps = self._online_migration_steps(version)
-                        _internal.run_steps(conn, steps)
+                        _migrate.run_steps(conn, steps)
                     built.add(version)
                 except BUILD_COLLISIONS:
                     # The failed step was rolled back, unless it ran in the

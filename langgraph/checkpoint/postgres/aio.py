@@ -36,6 +36,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres._pg import access_async as _ainternal
+from langgraph.checkpoint.postgres._pg import migrate_async as _migrate
 from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres._pg.errors import ConnectionLostError
 from langgraph.checkpoint.postgres._pg.migrations import (
@@ -304,12 +305,12 @@ class AsyncPostgresSaver(BasePostgresSaver):
                 try:
                     async with conn.transaction():
                         steps = self._migration_steps(online=online, built=built)
-                        version = await _ainternal.run_steps(conn, steps)
+                        version = await _migrate.run_steps(conn, steps)
                     if version is None:
                         break
-                    async with _ainternal.autocommit(conn):
+                    async with _migrate.autocommit(conn):
                         steps = self._online_migration_steps(version)
-                        await _ainternal.run_steps(conn, steps)
+                        await _migrate.run_steps(conn, steps)
                     built.add(version)
                 except BUILD_COLLISIONS:
                     # The failed step was rolled back, unless it ran in the

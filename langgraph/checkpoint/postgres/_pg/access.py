@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import os
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
@@ -25,132 +18,14 @@ from langgraph.checkpoint.postgres._pg.errors import (
     replacement_error,
 )
 from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
-from langgraph.checkpoint.postgres._pg.statement import Steps
+from langgraph.checkpoint.postgres._pg.watchdog import WATCHDOG, _Alarm
 
 #: What the sync saver accepts: one connection, shared behind a lock, or a pool
 #: from which each call borrows a connection of its own.
 Conn = Connection[DictRow] | ConnectionPool[Connection[DictRow]]
 
 
-def run_steps(conn: Connection[Any], steps: Steps) -> Any:
-    """Execute the statements ``steps`` yields; return what it returns.
-
-    Statements run unprepared, each on its own cursor: DDL makes psycopg
-    deallocate prepared statements, which in pipeline mode would race with
-    statements queued after it.
-    """
-    rows: list[Any] | None = None
-    try:
-        while True:
-            statement = steps.send(rows)
-            cur = conn.cursor(row_factory=psycopg.rows.tuple_row)
-            with cur:
-                cur.execute(statement.sql, statement.params or None, prepare=False)
-                rows = cur.fetchall() if statement.fetch else None
-    except StopIteration as done:
-        return done.value
-
-
-@contextmanager
-def autocommit(conn: Connection[Any]) -> Iterator[None]:
-    """Run the block with autocommit on (for statements that refuse to run
-    in a transaction), restoring the connection's setting after it."""
-    if conn.autocommit:
-        yield
-        return
-    conn.autocommit = True
-    try:
-        yield
-    finally:
-        if not conn.closed:
-            conn.autocommit = False
-
-
 # -- lost connections and timeouts -------------------------------------------
-
-
-def sever(conn: Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
-    """Shut down the socket under ``conn``, so that a call waiting on it fails.
-
-    Closing the connection from another thread would free what the waiting
-    call uses; shutting the socket down instead makes its wait end with an
-    error (and libpq mark the connection bad), which is safe at any moment.
-    """
-    try:
-        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
-    except (OSError, psycopg.Error):
-        return  # already closed: nothing waits on it
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        sock.close()
-
-
-class _Alarm:
-    __slots__ = ("conn", "deadline", "cancelled", "fired")
-
-    def __init__(self, conn: Connection[Any], deadline: float) -> None:
-        self.conn = conn
-        self.deadline = deadline
-        self.cancelled = False
-        self.fired = False
-
-
-class Watchdog:
-    """One thread that severs the connections of calls past their deadline.
-
-    Arming and cancelling an alarm is a heap push and a flag under a lock, so
-    a saver with a ``timeout`` pays microseconds per call, not a thread.
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        # Also run in a forked child, which has no watchdog thread and may
-        # have copied the lock while another thread held it.
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Alarm]] = []
-        self._counter = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, conn: Connection[Any], timeout: float) -> _Alarm:
-        alarm = _Alarm(conn, time.monotonic() + timeout)
-        with self._cond:
-            heapq.heappush(self._heap, (alarm.deadline, next(self._counter), alarm))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="langgraph-postgres-watchdog", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        return alarm
-
-    def cancel(self, alarm: _Alarm) -> None:
-        with self._cond:
-            alarm.cancelled = True
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].cancelled:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                delay = self._heap[0][0] - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                _, _, alarm = heapq.heappop(self._heap)
-                alarm.fired = True
-                sever(alarm.conn)
-
-
-WATCHDOG = Watchdog()
-os.register_at_fork(after_in_child=WATCHDOG._reset)
 
 
 class _Call:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +12,6 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from langgraph.checkpoint.postgres._pg.access import sever
 from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres._pg.errors import (
     ConnectionLostError,
@@ -21,44 +19,11 @@ from langgraph.checkpoint.postgres._pg.errors import (
     replacement_error,
 )
 from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
-from langgraph.checkpoint.postgres._pg.statement import Steps
+from langgraph.checkpoint.postgres._pg.watchdog import sever
 
 #: What the async saver accepts: one connection, shared behind a lock, or a
 #: pool from which each call borrows a connection of its own.
 Conn = AsyncConnection[DictRow] | AsyncConnectionPool[AsyncConnection[DictRow]]
-
-
-async def run_steps(conn: AsyncConnection[Any], steps: Steps) -> Any:
-    """Execute the statements ``steps`` yields; return what it returns.
-
-    See :func:`langgraph.checkpoint.postgres._pg.access.run_steps`.
-    """
-    rows: list[Any] | None = None
-    try:
-        while True:
-            statement = steps.send(rows)
-            cur = conn.cursor(row_factory=psycopg.rows.tuple_row)
-            async with cur:
-                await cur.execute(
-                    statement.sql, statement.params or None, prepare=False
-                )
-                rows = await cur.fetchall() if statement.fetch else None
-    except StopIteration as done:
-        return done.value
-
-
-@asynccontextmanager
-async def autocommit(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
-    """Run the block with autocommit on, restoring the setting after it."""
-    if conn.autocommit:
-        yield
-        return
-    await conn.set_autocommit(True)
-    try:
-        yield
-    finally:
-        if not conn.closed:
-            await conn.set_autocommit(False)
 
 
 class _Alarm:
