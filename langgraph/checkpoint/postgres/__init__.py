@@ -9,11 +9,10 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -24,31 +23,18 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from psycopg import Capabilities, Connection, Cursor, Pipeline, pq
+from psycopg import Capabilities, Pipeline
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
 
-from langgraph.checkpoint.postgres._pg import access as _internal
-from langgraph.checkpoint.postgres._pg import migrate as _migrate
-from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
-from langgraph.checkpoint.postgres._pg.errors import ConnectionLostError
-from langgraph.checkpoint.postgres._pg.migrations import (
-    BUILD_COLLISIONS,
-    MAX_BUILD_COLLISIONS,
-    collision_pause,
-)
-from langgraph.checkpoint.postgres._pg.options import (
-    CONNECTION_KWARGS,
-    PoolConfig,
-    pool_arguments,
-)
+from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
+from langgraph.checkpoint.postgres._pg.access import Access, CallCursor, Conn, connect
+from langgraph.checkpoint.postgres._pg.cursors import Role
+from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 
-__all__ = ["BasePostgresSaver", "PostgresSaver"]
-
-T = TypeVar("T")
+__all__ = ["BasePostgresSaver", "Conn", "PostgresSaver"]
 
 
 class PostgresSaver(BasePostgresSaver):
@@ -81,7 +67,7 @@ class PostgresSaver(BasePostgresSaver):
 
     def __init__(
         self,
-        conn: _internal.Conn,
+        conn: Conn,
         pipe: Pipeline | None = None,
         serde: SerializerProtocol | None = None,
         *,
@@ -89,25 +75,14 @@ class PostgresSaver(BasePostgresSaver):
         timeout: float | None = None,
     ) -> None:
         super().__init__(serde=serde, schema=schema, timeout=timeout)
-        if isinstance(conn, ConnectionPool) and pipe is not None:
-            raise ValueError(
-                "a pipeline belongs to one connection: pass pipe= only with a "
-                "Connection, not with a ConnectionPool"
-            )
+        self.lock = threading.Lock()
+        self._db = Access(conn, pipe, self.lock, owner="saver")
         self.conn = conn
         self.pipe = pipe
-        self._pooled = isinstance(conn, ConnectionPool)
-        self.lock = threading.Lock()
         self.supports_pipeline = Capabilities().has_pipeline()
-        # A pool hands every call its own connection; only one shared
-        # connection needs calls to take turns.
-        self._turn: AbstractContextManager[Any] = (
-            nullcontext() if isinstance(conn, ConnectionPool) else self.lock
-        )
         # Writes that wait for the shared connection are committed together.
-        self._writes = None if self._pooled else WriteQueue()
+        self._writes = None if self._db.pooled else WriteQueue()
         self._leading = threading.Lock()
-        self._kept: KeptCursors[Cursor[TupleRow]] = KeptCursors(enabled=pipe is None)
 
     @classmethod
     @contextmanager
@@ -128,68 +103,24 @@ class PostgresSaver(BasePostgresSaver):
         several threads run in parallel. The connection, pipeline or pool
         closes when the block ends.
         """
-        if pool_config is not None:
-            if pipeline:
-                raise ValueError(
-                    "pipeline=True needs a single connection: leave out "
-                    "pool_config, or pipeline"
-                )
-            check = (
-                ConnectionPool.check_connection if pool_config.get("check") else None
-            )
-            with ConnectionPool(
-                conn_string, check=check, **pool_arguments(pool_config)
-            ) as pool:
-                yield cls(pool, serde=serde, schema=schema, timeout=timeout)
-            return
-        with Connection.connect(conn_string, **CONNECTION_KWARGS) as conn:
-            if pipeline:
-                with conn.pipeline() as pipe:
-                    yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
-            else:
-                yield cls(conn, serde=serde, schema=schema, timeout=timeout)
+        with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as (
+            conn,
+            pipe,
+        ):
+            yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
 
     # -- I/O ---------------------------------------------------------------
 
-    def _connection(self, *, bounded: bool = True) -> _internal.CallConnection:
-        return _internal.CallConnection(
-            self._turn,
-            self.conn,
-            timeout=self.timeout if bounded else None,
-            pooled=self._pooled,
-        )
-
-    def _cursor(self, role: Role) -> _internal.CallCursor:
-        return _internal.CallCursor(
-            self._turn,
-            self.conn,
-            self._kept,
-            role,
-            timeout=self.timeout,
-            pooled=self._pooled,
-        )
+    def _cursor(self, role: Role) -> CallCursor:
+        return self._db.cursor(role, self.timeout)
 
     def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
         with self._cursor("read" if fetch else "write") as cur:
             cur.execute(statement.sql, statement.params)
             if fetch:
                 return cur.fetchall()
-            if self.pipe is not None:
-                self.pipe.sync()
+            self._db.sync()
             return []
-
-    def _retrying(self, call: Callable[[], T]) -> T:
-        # Every statement and setup() are safe to repeat (reads, upserts,
-        # idempotent deletes, copies and migrations), so a call whose pooled
-        # connection broke runs once more, after the pool has replaced its
-        # dead idle connections.
-        try:
-            return call()
-        except ConnectionLostError:
-            if not isinstance(self.conn, ConnectionPool):
-                raise
-            self.conn.check()
-        return call()
 
     def _run_batch(self, batch: Batch) -> None:
         first, *more = batch.statements()
@@ -207,8 +138,7 @@ class PostgresSaver(BasePostgresSaver):
                 with together:
                     for statement in (first, *more):
                         cur.execute(statement.sql, statement.params, prepare=False)
-            if self.pipe is not None:
-                self.pipe.sync()
+            self._db.sync()
 
     def _read_page(
         self, statement: Statement
@@ -233,14 +163,16 @@ class PostgresSaver(BasePostgresSaver):
             return tuples, last
 
     def _fetch(self, statement: Statement) -> list[TupleRow]:
-        return self._retrying(partial(self._run, statement, fetch=True))
+        # Every statement is safe to repeat (reads, upserts, idempotent
+        # deletes, copies), so a call whose pooled connection broke runs again.
+        return self._db.retrying(partial(self._run, statement, fetch=True))
 
     def _execute(self, statement: Statement) -> None:
-        self._retrying(partial(self._run, statement, fetch=False))
+        self._db.retrying(partial(self._run, statement, fetch=False))
 
     def _execute_batch(self, batch: Batch) -> None:
         if self._writes is None:  # a pool: every call has its own connection
-            self._retrying(partial(self._run_batch, batch))
+            self._db.retrying(partial(self._run_batch, batch))
             return
         entry = self._writes.add(batch)
         with self._leading:
@@ -286,38 +218,7 @@ class PostgresSaver(BasePostgresSaver):
         (another ``setup()``, or a transaction of the application) was rolled
         back and runs again, unless it ran in the caller's transaction.
         """
-        self._retrying(self._setup_once)
-
-    def _setup_once(self) -> None:
-        # Unbounded by `timeout`: building an index may take minutes.
-        with self._connection(bounded=False) as conn:
-            # CONCURRENTLY refuses to run in a transaction or a pipeline.
-            online = (
-                self.pipe is None
-                and conn.info.transaction_status == pq.TransactionStatus.IDLE
-            )
-            built: set[int] = set()
-            collisions = 0
-            while True:
-                try:
-                    with conn.transaction():
-                        steps = self._migration_steps(online=online, built=built)
-                        version = _migrate.run_steps(conn, steps)
-                    if version is None:
-                        break
-                    with _migrate.autocommit(conn):
-                        steps = self._online_migration_steps(version)
-                        _migrate.run_steps(conn, steps)
-                    built.add(version)
-                except BUILD_COLLISIONS:
-                    # The failed step was rolled back, unless it ran in the
-                    # caller's transaction (not online): then that is aborted.
-                    collisions += 1
-                    if not online or collisions > MAX_BUILD_COLLISIONS:
-                        raise
-                    time.sleep(collision_pause(collisions))
-            if self.pipe is not None:
-                self.pipe.sync()
+        self._db.migrate(SAVER_MIGRATIONS, self.schema)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Return the checkpoint ``config`` names, or the thread's latest.
@@ -346,7 +247,7 @@ class PostgresSaver(BasePostgresSaver):
         """
         pages = self._list_pages(config, filter=filter, before=before, limit=limit)
         while (statement := pages.next_statement()) is not None:
-            tuples, last = self._retrying(partial(self._read_page, statement))
+            tuples, last = self._db.retrying(partial(self._read_page, statement))
             pages.receive(len(tuples), last)
             yield from tuples
 

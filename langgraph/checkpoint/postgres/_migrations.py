@@ -1,8 +1,8 @@
-"""The saver's migrations: its database layout, version by version, and the
-SQL of the setup steps that names its tables."""
+"""The saver's migrations: its database layout, version by version."""
 
 from __future__ import annotations
 
+from langgraph.checkpoint.postgres._pg.migrations import Migrations, OnlineBuild
 from langgraph.checkpoint.postgres._sql import render
 
 #: Migrations by version number, as templates (see `render`): entry ``v``
@@ -75,13 +75,14 @@ MIGRATION_TEMPLATES: list[str] = [
 #: ``langgraph-checkpoint-postgres`` calls ``MIGRATIONS``).
 MIGRATIONS: list[str] = [render(t, None) for t in MIGRATION_TEMPLATES]
 
-#: Migrations that build an index, by version: the index and the
+#: Migrations that build an index, by version: the table, the index and the
 #: ``CONCURRENTLY`` form of the migration. On a table that already holds rows
 #: ``setup()`` runs that form outside any transaction instead, so writers are
 #: not locked out while the index is built. (Dropping an index, as 11 does,
 #: takes only a moment and stays in the transaction.)
-ONLINE_INDEX_BUILDS: dict[int, tuple[str, str]] = {
-    10: (
+ONLINE_INDEX_BUILDS: dict[int, OnlineBuild] = {
+    10: OnlineBuild(
+        "$checkpoints",
         "$checkpoints_run_id_idx",
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoints_run_id_idx "
         "ON $checkpoints ((metadata ->> 'run_id'))",
@@ -93,7 +94,11 @@ ONLINE_INDEX_BUILDS: dict[int, tuple[str, str]] = {
 #: across processes (an arbitrary constant; "lgcp" in ASCII).
 SETUP_LOCK_KEY = 0x6C676370
 
-
-CURRENT_VERSION_SQL = "SELECT max(v) FROM $checkpoint_migrations"
-RECORD_VERSION_SQL = "INSERT INTO $checkpoint_migrations (v) VALUES (%(v)s)"
-TABLE_POPULATED_SQL = "SELECT EXISTS (SELECT 1 FROM $checkpoints)"
+#: What the savers' ``setup()`` runs.
+SAVER_MIGRATIONS = Migrations(
+    templates=MIGRATION_TEMPLATES,
+    versions_table="checkpoint_migrations",
+    render=render,
+    lock_key=SETUP_LOCK_KEY,
+    online_builds=ONLINE_INDEX_BUILDS,
+)

@@ -7,9 +7,8 @@ of statement shapes sit beside the statements they build.
 from __future__ import annotations
 
 import functools
-import string
 
-from langgraph.checkpoint.postgres._pg.schema import quote_identifier
+from langgraph.checkpoint.postgres._pg.schema import renderer
 
 # SQL in this module names the tables (and indexes it drops) as template
 # placeholders, ``$checkpoints`` and so on. `render` fills them in for a
@@ -26,20 +25,11 @@ _OBJECT_NAMES = (
     "checkpoint_writes_thread_id_idx",
 )
 
-
-@functools.lru_cache(maxsize=1024)
-def render(template: str, schema: str | None) -> str:
-    """Fill in the object names of an SQL ``template`` for ``schema``.
-
-    >>> render("SELECT 1 FROM $checkpoints", "tenant_a")
-    'SELECT 1 FROM "tenant_a".checkpoints'
-    >>> render("SELECT 1 FROM $checkpoints", None)
-    'SELECT 1 FROM checkpoints'
-    """
-    prefix = "" if schema is None else quote_identifier(schema) + "."
-    return string.Template(template).substitute(
-        {name: prefix + name for name in _OBJECT_NAMES}
-    )
+#: Fill in the object names of an SQL template for a schema.
+#:
+#: >>> render("SELECT 1 FROM $checkpoints", "tenant_a")
+#: 'SELECT 1 FROM "tenant_a".checkpoints'
+render = renderer(_OBJECT_NAMES)
 
 
 # One row per checkpoint of `{selection}` (a query on `checkpoints` that

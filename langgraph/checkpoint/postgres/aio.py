@@ -9,16 +9,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from functools import partial
 from typing import Any, TypeVar
 
@@ -31,29 +23,23 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline, Capabilities, pq
+from psycopg import AsyncPipeline, Capabilities
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
-from langgraph.checkpoint.postgres._pg import access_async as _ainternal
-from langgraph.checkpoint.postgres._pg import migrate_async as _migrate
-from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
-from langgraph.checkpoint.postgres._pg.errors import ConnectionLostError
-from langgraph.checkpoint.postgres._pg.migrations import (
-    BUILD_COLLISIONS,
-    MAX_BUILD_COLLISIONS,
-    collision_pause,
+from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
+from langgraph.checkpoint.postgres._pg.access_async import (
+    Access,
+    CallCursor,
+    Conn,
+    connect,
 )
-from langgraph.checkpoint.postgres._pg.options import (
-    CONNECTION_KWARGS,
-    PoolConfig,
-    pool_arguments,
-)
+from langgraph.checkpoint.postgres._pg.cursors import Role
+from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 
-__all__ = ["AsyncPostgresSaver"]
+__all__ = ["AsyncPostgresSaver", "Conn"]
 
 T = TypeVar("T")
 
@@ -87,7 +73,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
     def __init__(
         self,
-        conn: _ainternal.Conn,
+        conn: Conn,
         pipe: AsyncPipeline | None = None,
         serde: SerializerProtocol | None = None,
         *,
@@ -95,27 +81,14 @@ class AsyncPostgresSaver(BasePostgresSaver):
         timeout: float | None = None,
     ) -> None:
         super().__init__(serde=serde, schema=schema, timeout=timeout)
-        if isinstance(conn, AsyncConnectionPool) and pipe is not None:
-            raise ValueError(
-                "a pipeline belongs to one connection: pass pipe= only with an "
-                "AsyncConnection, not with an AsyncConnectionPool"
-            )
+        self.lock = asyncio.Lock()
+        self._db = Access(conn, pipe, self.lock, owner="saver")
         self.conn = conn
         self.pipe = pipe
-        self._pooled = isinstance(conn, AsyncConnectionPool)
-        self.lock = asyncio.Lock()
         self.supports_pipeline = Capabilities().has_pipeline()
-        # A pool hands every call its own connection; only one shared
-        # connection needs calls to take turns.
-        self._turn: AbstractAsyncContextManager[Any] = (
-            nullcontext() if isinstance(conn, AsyncConnectionPool) else self.lock
-        )
         # Writes that wait for the shared connection are committed together.
-        self._writes = None if self._pooled else WriteQueue()
+        self._writes = None if self._db.pooled else WriteQueue()
         self._leading = asyncio.Lock()
-        self._kept: KeptCursors[AsyncCursor[TupleRow]] = KeptCursors(
-            enabled=pipe is None
-        )
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -140,71 +113,25 @@ class AsyncPostgresSaver(BasePostgresSaver):
         tasks run in parallel. The connection, pipeline or pool closes when
         the block ends.
         """
-        if pool_config is not None:
-            if pipeline:
-                raise ValueError(
-                    "pipeline=True needs a single connection: leave out "
-                    "pool_config, or pipeline"
-                )
-            check = (
-                AsyncConnectionPool.check_connection
-                if pool_config.get("check")
-                else None
-            )
-            async with AsyncConnectionPool(
-                conn_string, check=check, open=False, **pool_arguments(pool_config)
-            ) as pool:
-                yield cls(pool, serde=serde, schema=schema, timeout=timeout)
-            return
-        async with await AsyncConnection.connect(
-            conn_string, **CONNECTION_KWARGS
-        ) as conn:
-            if pipeline:
-                async with conn.pipeline() as pipe:
-                    yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
-            else:
-                yield cls(conn, serde=serde, schema=schema, timeout=timeout)
+        async with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as (
+            conn,
+            pipe,
+        ):
+            yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
 
     # -- I/O ---------------------------------------------------------------
 
-    def _connection(self, *, bounded: bool = True) -> _ainternal.CallConnection:
+    def _cursor(self, role: Role) -> CallCursor:
         self._remember_loop()
-        return _ainternal.CallConnection(
-            self._turn,
-            self.conn,
-            timeout=self.timeout if bounded else None,
-            pooled=self._pooled,
-        )
-
-    def _cursor(self, role: Role) -> _ainternal.CallCursor:
-        self._remember_loop()
-        return _ainternal.CallCursor(
-            self._turn,
-            self.conn,
-            self._kept,
-            role,
-            timeout=self.timeout,
-            pooled=self._pooled,
-        )
+        return self._db.cursor(role, self.timeout)
 
     async def _run(self, statement: Statement, *, fetch: bool) -> list[TupleRow]:
         async with self._cursor("read" if fetch else "write") as cur:
             await cur.execute(statement.sql, statement.params)
             if fetch:
                 return await cur.fetchall()
-            if self.pipe is not None:
-                await self.pipe.sync()
+            await self._db.sync()
             return []
-
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        # See PostgresSaver._retrying: every statement is safe to repeat.
-        try:
-            return await call()
-        except ConnectionLostError:
-            if not isinstance(self.conn, AsyncConnectionPool):
-                raise
-            await self.conn.check()
-        return await call()
 
     async def _run_batch(self, batch: Batch) -> None:
         # See PostgresSaver._run_batch.
@@ -222,8 +149,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
                         await cur.execute(
                             statement.sql, statement.params, prepare=False
                         )
-            if self.pipe is not None:
-                await self.pipe.sync()
+            await self._db.sync()
 
     async def _load_while_fetching(
         self, rows: list[TupleRow], statement: Statement
@@ -243,15 +169,16 @@ class AsyncPostgresSaver(BasePostgresSaver):
                 return tuples, await cur.fetchall()
 
     async def _fetch(self, statement: Statement) -> list[TupleRow]:
-        return await self._retrying(partial(self._run, statement, fetch=True))
+        # See PostgresSaver._fetch: every statement is safe to repeat.
+        return await self._db.retrying(partial(self._run, statement, fetch=True))
 
     async def _execute(self, statement: Statement) -> None:
-        await self._retrying(partial(self._run, statement, fetch=False))
+        await self._db.retrying(partial(self._run, statement, fetch=False))
 
     async def _execute_batch(self, batch: Batch) -> None:
         # See PostgresSaver._execute_batch.
         if self._writes is None:
-            await self._retrying(partial(self._run_batch, batch))
+            await self._db.retrying(partial(self._run_batch, batch))
             return
         entry = self._writes.add(batch)
         async with self._leading:
@@ -291,36 +218,8 @@ class AsyncPostgresSaver(BasePostgresSaver):
         several processes at once; on a populated database new indexes are
         built without locking out writers.
         """
-        await self._retrying(self._setup_once)
-
-    async def _setup_once(self) -> None:
-        async with self._connection(bounded=False) as conn:
-            online = (
-                self.pipe is None
-                and conn.info.transaction_status == pq.TransactionStatus.IDLE
-            )
-            built: set[int] = set()
-            collisions = 0
-            while True:
-                try:
-                    async with conn.transaction():
-                        steps = self._migration_steps(online=online, built=built)
-                        version = await _migrate.run_steps(conn, steps)
-                    if version is None:
-                        break
-                    async with _migrate.autocommit(conn):
-                        steps = self._online_migration_steps(version)
-                        await _migrate.run_steps(conn, steps)
-                    built.add(version)
-                except BUILD_COLLISIONS:
-                    # The failed step was rolled back, unless it ran in the
-                    # caller's transaction (not online): then that is aborted.
-                    collisions += 1
-                    if not online or collisions > MAX_BUILD_COLLISIONS:
-                        raise
-                    await asyncio.sleep(collision_pause(collisions))
-            if self.pipe is not None:
-                await self.pipe.sync()
+        self._remember_loop()
+        await self._db.migrate(SAVER_MIGRATIONS, self.schema)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Return the checkpoint ``config`` names, or the thread's latest."""
@@ -346,7 +245,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
                 for row in rows:
                     yield self._load_tuple(row)
                 return
-            tuples, rows = await self._retrying(
+            tuples, rows = await self._db.retrying(
                 partial(self._load_while_fetching, rows, statement)
             )
             for item in tuples:

@@ -15,7 +15,7 @@ one in either direction.
 from __future__ import annotations
 
 import random
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -34,32 +34,16 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
-from langgraph.checkpoint.postgres._migrations import (
-    CURRENT_VERSION_SQL,
-    MIGRATION_TEMPLATES,
-    MIGRATIONS,
-    ONLINE_INDEX_BUILDS,
-    RECORD_VERSION_SQL,
-    SETUP_LOCK_KEY,
-    TABLE_POPULATED_SQL,
-)
+from langgraph.checkpoint.postgres._migrations import MIGRATIONS
 from langgraph.checkpoint.postgres._paging import ListPages
 from langgraph.checkpoint.postgres._pg.errors import (
     CallTimeoutError,
     ConnectionLostError,
     IncompatibleSchemaError,
 )
-from langgraph.checkpoint.postgres._pg.migrations import (
-    CREATE_SCHEMA_SQL,
-    DROP_INDEX_ONLINE_SQL,
-    INDEX_POLL_SECONDS,
-    INDEX_STATE_SQL,
-    SCHEMA_EXISTS_SQL,
-    SETUP_LOCK_SQL,
-)
 from langgraph.checkpoint.postgres._pg.options import PoolConfig, check_timeout
-from langgraph.checkpoint.postgres._pg.schema import check_schema, quote_identifier
-from langgraph.checkpoint.postgres._pg.statement import Statement, Steps
+from langgraph.checkpoint.postgres._pg.schema import check_schema
+from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._rows import (
     _DELTA_SNAPSHOT_MARKER,
     _checkpoint_config,
@@ -175,85 +159,6 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         else:
             counter = int(str(current).split(".", 1)[0])
         return f"{counter + 1:032}.{random.random():016}"
-
-    # -- migrations ----------------------------------------------------------
-
-    @staticmethod
-    def _pending_migrations(current: int | None) -> list[tuple[int, str]]:
-        """Migrations (as templates) to apply to a database at version ``current``.
-
-        ``None`` means a database with no migration recorded yet. A database
-        newer than this package is refused rather than guessed at.
-        """
-        latest = len(MIGRATION_TEMPLATES) - 1
-        if current is not None and current > latest:
-            raise IncompatibleSchemaError(
-                f"the database schema is at migration version {current}, newer "
-                f"than this package knows (version {latest}); upgrade the "
-                "package (or point it at another database) instead of running "
-                "setup() against it"
-            )
-        start = 0 if current is None else current + 1
-        return [(v, MIGRATION_TEMPLATES[v]) for v in range(start, latest + 1)]
-
-    def _migration_steps(self, *, online: bool, built: Container[int]) -> Steps:
-        """The statements of one ``setup()`` transaction.
-
-        Takes the advisory lock, creates the schema and migration table if
-        needed, and applies the pending migrations in order. With ``online``
-        (the saver may leave the transaction), it stops before a migration in
-        `ONLINE_INDEX_BUILDS` that would block writers on a populated table and
-        returns its version, for the saver to commit and run
-        :meth:`_online_migration_steps`, then call this again; a version in
-        ``built`` has been applied that way and only gets recorded. Returns
-        ``None`` when the database is up to date.
-        """
-        yield Statement(SETUP_LOCK_SQL, {"key": SETUP_LOCK_KEY})
-        if self.schema is not None:
-            rows = yield Statement(SCHEMA_EXISTS_SQL, {"schema": self.schema}, True)
-            # Only create what is missing: CREATE SCHEMA IF NOT EXISTS needs
-            # the CREATE privilege even when the schema exists.
-            if not (rows and rows[0][0]):
-                create = CREATE_SCHEMA_SQL.format(schema=quote_identifier(self.schema))
-                yield Statement(create, {})
-        yield Statement(self._sql(MIGRATION_TEMPLATES[0]), {})
-        rows = yield Statement(self._sql(CURRENT_VERSION_SQL), {}, True)
-        current = rows[0][0] if rows else None
-        for version, template in self._pending_migrations(current):
-            if online and version in ONLINE_INDEX_BUILDS and version not in built:
-                rows = yield Statement(self._sql(TABLE_POPULATED_SQL), {}, True)
-                if rows and rows[0][0]:
-                    return version
-            yield Statement(self._sql(template), {})
-            yield Statement(self._sql(RECORD_VERSION_SQL), {"v": version})
-        return None
-
-    def _online_migration_steps(self, version: int) -> Steps:
-        """Apply migration ``version`` outside a transaction, without blocking
-        writers; run with autocommit on, then record the version in a
-        transaction (:meth:`_migration_steps`).
-
-        Several processes may run this at once. An index that another one is
-        building is waited for rather than built again: a second
-        ``CREATE INDEX CONCURRENTLY`` would queue for the table lock that the
-        first holds, while the first waits for the second's snapshot (the
-        server fails one of them; the saver then runs these steps again). An
-        index left invalid by an interrupted build is dropped and built again.
-        """
-        index, build = ONLINE_INDEX_BUILDS[version]
-        name = self._sql(index)
-        while True:
-            rows = yield Statement(INDEX_STATE_SQL, {"index": name}, True)
-            if not rows:
-                yield Statement(self._sql(build), {})
-                continue
-            valid, building = rows[0]
-            if valid:
-                return
-            if building:
-                yield Statement(f"SELECT pg_sleep({INDEX_POLL_SECONDS})", {})
-            else:
-                yield Statement(DROP_INDEX_ONLINE_SQL.format(index=name), {})
 
     # -- statements --------------------------------------------------------
 

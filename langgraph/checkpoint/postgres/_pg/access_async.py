@@ -1,14 +1,20 @@
-"""Connection types and helpers of the async saver."""
+"""How a client (a saver, a store) reaches its database, async twin.
+
+The same names and shapes as :mod:`.access`, awaited; a call's deadline is a
+timer on the event loop instead of the watchdog thread.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline
 from psycopg.rows import DictRow, TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,11 +25,134 @@ from langgraph.checkpoint.postgres._pg.errors import (
     replacement_error,
 )
 from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
+from langgraph.checkpoint.postgres._pg.migrate_async import migrate
+from langgraph.checkpoint.postgres._pg.migrations import Migrations
+from langgraph.checkpoint.postgres._pg.options import (
+    CONNECTION_KWARGS,
+    PoolConfig,
+    pool_arguments,
+)
 from langgraph.checkpoint.postgres._pg.watchdog import sever
 
-#: What the async saver accepts: one connection, shared behind a lock, or a
+T = TypeVar("T")
+
+#: What an async client accepts: one connection, shared behind a lock, or a
 #: pool from which each call borrows a connection of its own.
 Conn = AsyncConnection[DictRow] | AsyncConnectionPool[AsyncConnection[DictRow]]
+
+
+@asynccontextmanager
+async def get_connection(conn: Conn) -> AsyncIterator[AsyncConnection[DictRow]]:
+    """Yield ``conn`` itself, or a connection borrowed from the pool ``conn``
+    (given back when the block ends), as ``langgraph-checkpoint-postgres``'s
+    helper of the same name does.
+
+    >>> async with get_connection(pool) as conn:  # doctest: +SKIP
+    ...     await conn.execute("SELECT 1")
+    """
+    if isinstance(conn, AsyncConnection):
+        yield conn
+    elif isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as borrowed:
+            yield borrowed
+    else:
+        raise TypeError(f"Invalid connection type: {type(conn)}")
+
+
+@asynccontextmanager
+async def connect(
+    conn_string: str, *, pipeline: bool, pool_config: PoolConfig | None
+) -> AsyncIterator[tuple[Conn, AsyncPipeline | None]]:
+    """Open what ``from_conn_string`` gives a client (see
+    :func:`langgraph.checkpoint.postgres._pg.access.connect`)."""
+    if pool_config is not None:
+        if pipeline:
+            raise ValueError(
+                "pipeline=True needs a single connection: leave out "
+                "pool_config, or pipeline"
+            )
+        check = (
+            AsyncConnectionPool.check_connection if pool_config.get("check") else None
+        )
+        async with AsyncConnectionPool(
+            conn_string, check=check, open=False, **pool_arguments(pool_config)
+        ) as pool:
+            yield pool, None
+        return
+    async with await AsyncConnection.connect(conn_string, **CONNECTION_KWARGS) as conn:
+        if pipeline:
+            async with conn.pipeline() as pipe:
+                yield conn, pipe
+        else:
+            yield conn, None
+
+
+class Access:
+    """How one client reaches its database (see
+    :class:`langgraph.checkpoint.postgres._pg.access.Access`)."""
+
+    __slots__ = ("source", "pipe", "pooled", "turn", "kept", "owner")
+
+    def __init__(
+        self,
+        source: Conn,
+        pipe: AsyncPipeline | None,
+        lock: asyncio.Lock,
+        *,
+        owner: str,
+    ) -> None:
+        if isinstance(source, AsyncConnectionPool) and pipe is not None:
+            raise ValueError(
+                "a pipeline belongs to one connection: pass pipe= only with an "
+                "AsyncConnection, not with an AsyncConnectionPool"
+            )
+        self.source = source
+        self.pipe = pipe
+        self.pooled = isinstance(source, AsyncConnectionPool)
+        # A pool hands every call its own connection; only one shared
+        # connection needs calls to take turns.
+        self.turn: AbstractAsyncContextManager[Any] = (
+            nullcontext() if self.pooled else lock
+        )
+        self.kept: KeptCursors[AsyncCursor[TupleRow]] = KeptCursors(
+            enabled=pipe is None
+        )
+        self.owner = owner
+
+    def connection(self, timeout: float | None) -> CallConnection:
+        """The connection of one call that may take ``timeout`` seconds."""
+        return CallConnection(self, timeout)
+
+    def cursor(self, role: Role, timeout: float | None) -> CallCursor:
+        """The cursor of one ``role`` call that may take ``timeout`` seconds."""
+        return CallCursor(self, role, timeout)
+
+    async def sync(self) -> None:
+        """End a call in the caller's pipeline: send it and wait for results."""
+        if self.pipe is not None:
+            await self.pipe.sync()
+
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call``; if its pooled connection broke, run it once more
+        (see :meth:`langgraph.checkpoint.postgres._pg.access.Access.retrying`)."""
+        try:
+            return await call()
+        except ConnectionLostError:
+            if not isinstance(self.source, AsyncConnectionPool):
+                raise
+            await self.source.check()
+        return await call()
+
+    async def migrate(self, migrations: Migrations, schema: str | None) -> None:
+        """Bring the database up to the latest version of ``migrations`` in
+        ``schema`` (see :func:`.migrate_async.migrate`)."""
+        await self.retrying(partial(self._migrate_once, migrations, schema))
+
+    async def _migrate_once(self, migrations: Migrations, schema: str | None) -> None:
+        # Unbounded by a timeout: building an index may take minutes.
+        async with self.connection(None) as conn:
+            await migrate(conn, migrations, schema, pipelined=self.pipe is not None)
+            await self.sync()
 
 
 class _Alarm:
@@ -39,7 +168,7 @@ class _Alarm:
 
 
 class _Call:
-    """What one saver call holds, entered and left as an async context manager.
+    """What one call holds, entered and left as an async context manager.
 
     See :class:`langgraph.checkpoint.postgres._pg.access._Call`; the deadline
     here is a timer on the event loop. Cancelling the task instead
@@ -48,27 +177,19 @@ class _Call:
     never sends.
     """
 
-    __slots__ = ("_turn", "_source", "_timeout", "_pooled", "_borrowed", "_alarm")
+    __slots__ = ("_access", "_timeout", "_borrowed", "_alarm")
 
-    def __init__(
-        self,
-        turn: AbstractAsyncContextManager[Any],
-        source: Conn,
-        *,
-        timeout: float | None,
-        pooled: bool,
-    ) -> None:
-        self._turn = turn
-        self._source = source
+    def __init__(self, access: Access, timeout: float | None) -> None:
+        self._access = access
         self._timeout = timeout
-        self._pooled = pooled
         self._borrowed: AbstractAsyncContextManager[AsyncConnection[Any]] | None = None
         self._alarm: tuple[_Alarm, asyncio.TimerHandle] | None = None
 
     async def _enter(self) -> AsyncConnection[Any]:
-        await self._turn.__aenter__()
+        access = self._access
+        await access.turn.__aenter__()
         try:
-            source = self._source
+            source = access.source
             if isinstance(source, AsyncConnection):
                 conn = source
             elif isinstance(source, AsyncConnectionPool):
@@ -80,7 +201,7 @@ class _Call:
                     "expected a psycopg AsyncConnection or psycopg_pool "
                     f"AsyncConnectionPool, got {type(source).__name__}"
                 )
-            check_open(conn, pooled=self._pooled)
+            check_open(conn, pooled=access.pooled, owner=access.owner)
         except BaseException as error:
             await self._leave(error, None)  # re-raises it
         if self._timeout is not None:
@@ -109,7 +230,8 @@ class _Call:
                     timed_out=self._alarm is not None and self._alarm[0].fired,
                     timeout=self._timeout,
                     broken=conn.broken,
-                    pooled=self._pooled,
+                    pooled=self._access.pooled,
+                    owner=self._access.owner,
                 )
                 if replacement is None:
                     raise
@@ -124,17 +246,17 @@ class _Call:
                         type(failure), failure, failure.__traceback__
                     )
             finally:
-                await self._turn.__aexit__(None, None, None)
+                await self._access.turn.__aexit__(None, None, None)
             raise
         try:
             if self._borrowed is not None:
                 await self._borrowed.__aexit__(None, None, None)
         finally:
-            await self._turn.__aexit__(None, None, None)
+            await self._access.turn.__aexit__(None, None, None)
 
 
 class CallConnection(_Call):
-    """The connection of one saver call (see :class:`_Call`)."""
+    """The connection of one call (see :class:`_Call`)."""
 
     __slots__ = ("_conn",)
 
@@ -152,23 +274,14 @@ class CallConnection(_Call):
 
 
 class CallCursor(_Call):
-    """The cursor of one saver call (see
+    """The cursor of one call (see
     :class:`langgraph.checkpoint.postgres._pg.access.CallCursor`)."""
 
     __slots__ = ("_kept", "_role", "_cursor", "_transaction")
 
-    def __init__(
-        self,
-        turn: AbstractAsyncContextManager[Any],
-        source: Conn,
-        kept: KeptCursors[AsyncCursor[TupleRow]],
-        role: Role,
-        *,
-        timeout: float | None,
-        pooled: bool,
-    ) -> None:
-        super().__init__(turn, source, timeout=timeout, pooled=pooled)
-        self._kept = kept
+    def __init__(self, access: Access, role: Role, timeout: float | None) -> None:
+        super().__init__(access, timeout)
+        self._kept = access.kept
         self._role = role
         self._transaction: AbstractAsyncContextManager[Any] | None = None
 
@@ -216,14 +329,15 @@ def new_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[TupleRow]:
     return cur
 
 
-def check_open(conn: AsyncConnection[Any], *, pooled: bool) -> None:
+def check_open(conn: AsyncConnection[Any], *, pooled: bool, owner: str) -> None:
     if conn.broken:
         raise ConnectionLostError(
-            connection_lost_message("connection broken", pooled=pooled)
+            connection_lost_message("connection broken", pooled=pooled, owner=owner)
         )
     if conn.closed:
         raise RuntimeError(
-            "the saver's connection is closed: a saver from from_conn_string() "
-            "works only inside its `async with` block; keep the block open "
-            "while the graph runs, or give the saver an AsyncConnectionPool"
+            f"the {owner}'s connection is closed: a {owner} from "
+            "from_conn_string() works only inside its `async with` block; keep "
+            f"the block open while the graph runs, or give the {owner} an "
+            "AsyncConnectionPool"
         )

@@ -1,4 +1,8 @@
-"""Errors a database call raises, and which error replaces a failed call's."""
+"""Errors a database call raises, and which error replaces a failed call's.
+
+Messages name the ``owner`` of the call ("saver", "store"): the client whose
+settings the reader should change.
+"""
 
 from __future__ import annotations
 
@@ -12,43 +16,43 @@ class IncompatibleSchemaError(RuntimeError):
 class ConnectionLostError(psycopg.OperationalError):
     """The connection to the server broke (terminated, dropped, or reset).
 
-    A saver on a pool retries the call once on a fresh connection, so this
-    reaches the caller only from a saver on a single connection, or when the
-    retry failed too.
+    A saver (or store) on a pool retries the call once on a fresh
+    connection, so this reaches the caller only from one on a single
+    connection, or when the retry failed too.
     """
 
 
 class CallTimeoutError(psycopg.OperationalError, TimeoutError):
-    """The server did not answer within the saver's ``timeout``.
+    """The server did not answer within the saver's (or store's) ``timeout``.
 
     The connection the call used is closed, since it may be mid-message; a
     pool replaces it.
     """
 
 
-def connection_lost_message(error: object, *, pooled: bool) -> str:
+def connection_lost_message(error: object, *, pooled: bool, owner: str) -> str:
     """What to tell a caller whose connection broke during a call."""
     if pooled:
         return (
             f"the connection to the database was lost twice in a row ({error}); "
-            "the saver retried once on a fresh connection from the pool. Check "
-            "that the server is up and reachable"
+            f"the {owner} retried once on a fresh connection from the pool. "
+            "Check that the server is up and reachable"
         )
     return (
-        f"the connection to the database was lost ({error}); a saver on a "
-        "single connection cannot reconnect. Give the saver a pool, which "
-        "replaces lost connections and lets the saver retry: "
+        f"the connection to the database was lost ({error}); a {owner} on a "
+        f"single connection cannot reconnect. Give the {owner} a pool, which "
+        f"replaces lost connections and lets the {owner} retry: "
         "from_conn_string(uri, pool_config={'max_size': 10, 'check': True}), "
-        "or PostgresSaver(ConnectionPool(uri, ...))"
+        "or a psycopg_pool pool of your own passed to its constructor"
     )
 
 
-def timeout_message(timeout: float) -> str:
+def timeout_message(timeout: float, *, owner: str) -> str:
     return (
-        f"the database did not answer within the saver's timeout of {timeout:g} "
-        "s; the connection was closed. The server may be down, overloaded, or "
-        "unreachable (a half-open connection); raise `timeout=` if calls are "
-        "legitimately slower"
+        f"the database did not answer within the {owner}'s timeout of "
+        f"{timeout:g} s; the connection was closed. The server may be down, "
+        "overloaded, or unreachable (a half-open connection); raise `timeout=` "
+        "if calls are legitimately slower"
     )
 
 
@@ -59,15 +63,17 @@ def replacement_error(
     timeout: float | None,
     broken: bool,
     pooled: bool,
+    owner: str,
 ) -> psycopg.OperationalError | None:
     """What a call that failed with ``error`` raises instead, if anything.
 
-    :class:`CallTimeoutError` when the saver cut the call off at ``timeout``;
+    :class:`CallTimeoutError` when the call was cut off at ``timeout``;
     :class:`ConnectionLostError` when the connection broke under it (the
-    signal the savers retry on); ``None`` to let ``error`` through.
+    signal to retry on); ``None`` to let ``error`` through.
     """
     if timed_out:
-        return CallTimeoutError(timeout_message(timeout or 0))
+        return CallTimeoutError(timeout_message(timeout or 0, owner=owner))
     if broken and not isinstance(error, ConnectionLostError):
-        return ConnectionLostError(connection_lost_message(error, pooled=pooled))
+        message = connection_lost_message(error, pooled=pooled, owner=owner)
+        return ConnectionLostError(message)
     return None

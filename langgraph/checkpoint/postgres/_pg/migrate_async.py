@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, pq
 
+from langgraph.checkpoint.postgres._pg.migrations import (
+    BUILD_COLLISIONS,
+    MAX_BUILD_COLLISIONS,
+    Migrations,
+    collision_pause,
+)
 from langgraph.checkpoint.postgres._pg.statement import Steps
+
+
+async def migrate(
+    conn: AsyncConnection[Any],
+    migrations: Migrations,
+    schema: str | None,
+    *,
+    pipelined: bool,
+) -> None:
+    """Bring the database of ``conn`` to the latest version of ``migrations``.
+
+    See :func:`langgraph.checkpoint.postgres._pg.migrate.migrate`.
+    """
+    online = not pipelined and conn.info.transaction_status == pq.TransactionStatus.IDLE
+    built: set[int] = set()
+    collisions = 0
+    while True:
+        try:
+            async with conn.transaction():
+                steps = migrations.steps(schema, online=online, built=built)
+                version = await run_steps(conn, steps)
+            if version is None:
+                return
+            async with autocommit(conn):
+                await run_steps(conn, migrations.online_steps(schema, version))
+            built.add(version)
+        except BUILD_COLLISIONS:
+            # The failed step was rolled back, unless it ran in the caller's
+            # transaction (not online): then that is aborted.
+            collisions += 1
+            if not online or collisions > MAX_BUILD_COLLISIONS:
+                raise
+            await asyncio.sleep(collision_pause(collisions))
 
 
 async def run_steps(conn: AsyncConnection[Any], steps: Steps) -> Any:

@@ -1,6 +1,11 @@
-"""Postgres identifiers: quoting them, and checking a schema name a caller passes."""
+"""Schemas: checking a schema name a caller passes, and SQL templates whose
+object names are filled in for a schema."""
 
 from __future__ import annotations
+
+import functools
+import string
+from collections.abc import Callable, Iterable
 
 #: Postgres truncates longer identifiers, which would merge distinct schemas.
 MAX_IDENTIFIER_BYTES = 63
@@ -32,3 +37,30 @@ def check_schema(schema: str | None) -> str | None:
             "it: pass a shorter name"
         )
     return schema
+
+
+def renderer(names: Iterable[str]) -> Callable[[str, str | None], str]:
+    """A function that fills in the object ``names`` of SQL templates.
+
+    Templates name a layout's objects (tables, indexes) as placeholders,
+    ``$checkpoints`` and so on. The function returns a template with each
+    filled in for a schema: schema-qualified for a named schema, bare
+    (resolved through the connection's ``search_path``) for ``None``. It is
+    cached, since a client renders the same few templates over and over.
+
+    >>> render = renderer(["items"])
+    >>> render("SELECT 1 FROM $items", "tenant_a")
+    'SELECT 1 FROM "tenant_a".items'
+    >>> render("SELECT 1 FROM $items", None)
+    'SELECT 1 FROM items'
+    """
+    known = tuple(names)
+
+    @functools.lru_cache(maxsize=1024)
+    def render(template: str, schema: str | None) -> str:
+        prefix = "" if schema is None else quote_identifier(schema) + "."
+        return string.Template(template).substitute(
+            {name: prefix + name for name in known}
+        )
+
+    return render

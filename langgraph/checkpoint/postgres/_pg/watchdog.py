@@ -34,7 +34,7 @@ def sever(conn: Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
         sock.close()
 
 
-class _Alarm:
+class Alarm:
     __slots__ = ("conn", "deadline", "cancelled", "fired")
 
     def __init__(self, conn: Connection[Any], deadline: float) -> None:
@@ -58,12 +58,12 @@ class Watchdog:
         # Also run in a forked child, which has no watchdog thread and may
         # have copied the lock while another thread held it.
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._heap: list[tuple[float, int, Alarm]] = []
         self._counter = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def arm(self, conn: Connection[Any], timeout: float) -> _Alarm:
-        alarm = _Alarm(conn, time.monotonic() + timeout)
+    def arm(self, conn: Connection[Any], timeout: float) -> Alarm:
+        alarm = Alarm(conn, time.monotonic() + timeout)
         with self._cond:
             heapq.heappush(self._heap, (alarm.deadline, next(self._counter), alarm))
             if self._thread is None:
@@ -74,7 +74,7 @@ class Watchdog:
             self._cond.notify()
         return alarm
 
-    def cancel(self, alarm: _Alarm) -> None:
+    def cancel(self, alarm: Alarm) -> None:
         with self._cond:
             alarm.cancelled = True
 
