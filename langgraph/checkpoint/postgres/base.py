@@ -34,6 +34,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
+from langgraph.checkpoint.postgres import _delta, _retention
 from langgraph.checkpoint.postgres._migrations import MIGRATIONS
 from langgraph.checkpoint.postgres._paging import ListPages
 from langgraph.checkpoint.postgres._pg.errors import (
@@ -56,11 +57,6 @@ from langgraph.checkpoint.postgres._sql import (
     _NEWEST_FIRST_IN_NAMESPACE,
     BLOB_FIELDS,
     BLOB_ROW,
-    COPY_THREAD_SQL,
-    DELETE_FOR_RUNS_SQL,
-    DELETE_THREADS_SQL,
-    DELTA_HISTORY_SQL,
-    PRUNE_KEEP_LATEST_SQL,
     UPSERT_BLOBS_SQL,
     UPSERT_CHECKPOINT_SQL,
     UPSERT_WRITES_SQL,
@@ -72,7 +68,6 @@ from langgraph.checkpoint.postgres._sql import (
 from langgraph.checkpoint.postgres._validation import (
     _check_finite,
     _configurable,
-    _id_list,
     _jsonb,
     _namespace,
     _text,
@@ -101,10 +96,6 @@ __all__ = [
     "Statement",
     "WriteQueue",
 ]
-
-
-#: Strategies ``prune`` accepts.
-PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 
 class BasePostgresSaver(BaseCheckpointSaver[str]):
@@ -352,106 +343,35 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         )
 
     def _delete_thread_statement(self, thread_id: str) -> Statement:
-        return Statement(
-            self._sql(DELETE_THREADS_SQL),
-            {"thread_ids": [_text(thread_id, "thread_id")]},
-        )
+        return _retention.delete_thread_statement(self.schema, thread_id)
 
     def _delete_for_runs_statement(self, run_ids: Sequence[str]) -> Statement | None:
         """Build the ``delete_for_runs`` statement; ``None`` for no run ids."""
-        ids = _id_list(run_ids, "run_ids", "delete_for_runs")
-        if not ids:
-            return None
-        return Statement(self._sql(DELETE_FOR_RUNS_SQL), {"run_ids": ids})
+        return _retention.delete_for_runs_statement(self.schema, run_ids)
 
     def _copy_thread_statement(
         self, source_thread_id: str, target_thread_id: str
     ) -> Statement:
-        return Statement(
-            self._sql(COPY_THREAD_SQL),
-            {
-                "source": _text(source_thread_id, "thread_id"),
-                "target": _text(target_thread_id, "thread_id"),
-            },
+        return _retention.copy_thread_statement(
+            self.schema, source_thread_id, target_thread_id
         )
 
     def _prune_statement(
         self, thread_ids: Sequence[str], strategy: str
     ) -> Statement | None:
         """Build the ``prune`` statement; ``None`` for no thread ids."""
-        if strategy not in PRUNE_STRATEGIES:
-            raise ValueError(
-                f"unknown prune strategy {strategy!r}: use one of "
-                + ", ".join(repr(s) for s in PRUNE_STRATEGIES)
-            )
-        ids = _id_list(thread_ids, "thread_ids", "prune")
-        if not ids:
-            return None
-        sql = PRUNE_KEEP_LATEST_SQL if strategy == "keep_latest" else DELETE_THREADS_SQL
-        return Statement(self._sql(sql), {"thread_ids": ids})
+        return _retention.prune_statement(self.schema, thread_ids, strategy)
 
     def _delta_history_statement(
         self, config: RunnableConfig, channels: Sequence[str]
     ) -> Statement:
-        configurable = _configurable(config)
-        checkpoint_id = configurable.get("checkpoint_id")
-        return Statement(
-            self._sql(DELTA_HISTORY_SQL),
-            {
-                "thread_id": _thread_id(configurable),
-                "checkpoint_ns": _namespace(configurable),
-                "checkpoint_id": (
-                    _text(checkpoint_id, "checkpoint_id") if checkpoint_id else None
-                ),
-                "channels": list(dict.fromkeys(channels)),
-            },
-        )
+        return _delta.delta_history_statement(self.schema, config, channels)
 
     def _load_delta_history(
         self, rows: Sequence[Sequence[Any]], channels: Sequence[str]
     ) -> dict[str, DeltaChannelHistory]:
-        """Assemble ``get_delta_channel_history``'s result from the walk's rows.
-
-        ``rows`` are the visited ancestors, nearest first. Writes come out
-        oldest first, each ancestor's in ``writes_sort_key`` order; the seed is
-        the value at the nearest ancestor that stores one.
-        """
-        loads = self.serde.loads_typed
-        writes: dict[str, list[PendingWrite]] = {ch: [] for ch in channels}
-        seeds: dict[str, Any] = {}
-        for row in reversed(rows):
-            (
-                _depth,
-                seed_channels,
-                seed_inline,
-                seed_types,
-                seed_payloads,
-                task_ids,
-                write_channels,
-                write_types,
-                write_payloads,
-            ) = row
-            for channel, inline, type_, payload in zip(
-                seed_channels or (),
-                seed_inline or (),
-                seed_types or (),
-                seed_payloads or (),
-            ):
-                seeds[channel] = inline if type_ is None else loads((type_, payload))
-            for task_id, channel, type_, payload in zip(
-                task_ids or (),
-                write_channels or (),
-                write_types or (),
-                write_payloads or (),
-            ):
-                writes[channel].append((task_id, channel, loads((type_, payload))))
-        result: dict[str, DeltaChannelHistory] = {}
-        for channel in channels:
-            entry: DeltaChannelHistory = {"writes": writes[channel]}
-            if channel in seeds:
-                entry["seed"] = seeds[channel]
-            result[channel] = entry
-        return result
+        """Assemble ``get_delta_channel_history``'s result from the walk's rows."""
+        return _delta.load_delta_history(self.serde, rows, channels)
 
     # -- rows to tuples ----------------------------------------------------
 
