@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._sql import (
     _NEWEST_FIRST,
     _NEWEST_FIRST_IN_NAMESPACE,
     _select_checkpoints,
+    render,
 )
-
-if TYPE_CHECKING:
-    from langgraph.checkpoint.postgres.base import BasePostgresSaver
-
 
 #: Rows ``list()`` fetches per round trip. It streams: between pages it holds
 #: no connection and no lock, so the caller's loop body may use the saver.
@@ -39,13 +36,13 @@ class ListPages:
 
     def __init__(
         self,
-        saver: BasePostgresSaver,
+        schema: str | None,
         wheres: list[str],
         params: dict[str, Any],
         limit: int | None,
         one_namespace: bool,
     ) -> None:
-        self._saver = saver
+        self._schema = schema
         self._wheres = wheres
         self._params = params
         self._remaining = limit
@@ -87,7 +84,7 @@ class ListPages:
             params["page_size"] = size
         selection = _select_checkpoints(tuple(wheres), order, limit)
         self._page_size = size
-        return Statement(self._saver._sql(selection), params)
+        return Statement(render(selection, self._schema), params)
 
     def receive(self, count: int, last: Sequence[Any] | None) -> None:
         """Note that the page brought ``count`` rows, ending with the result

@@ -215,7 +215,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         ):
             raise ValueError(f"limit must be a non-negative int, not {limit!r}")
         one_namespace = "thread_id" in params and "checkpoint_ns" in params
-        return ListPages(self, wheres, params, limit, one_namespace)
+        return ListPages(self.schema, wheres, params, limit, one_namespace)
 
     def _put_statement(
         self,
