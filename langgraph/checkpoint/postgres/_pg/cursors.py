@@ -1,16 +1,16 @@
-"""One reusable cursor per connection, for both savers (no I/O here).
+"""One reusable cursor per connection and role, for any client (no I/O here).
 
 A new psycopg cursor looks up a loader for every result column on its first
 fetch, and the saver's results have up to 20 columns, most of them arrays.
 That setup is about a third of the client's CPU time for a small read (~30 us
-of ~95 us per ``get_tuple`` query), so the savers reuse a cursor per
+of ~95 us per ``get_tuple`` query), so clients reuse a cursor per
 connection instead of opening one per call. psycopg repeats part of it (~14
 us) when a cursor runs another statement than its last, so a connection
 keeps one cursor for reads and another for writes: in a graph, reads
 alternate with writes.
 
 A cursor references its last result until it runs the next statement. The
-saver has turned every row into Python objects by the time a call ends, so
+client has turned every row into Python objects by the time a call ends, so
 :meth:`KeptCursors.keep` frees that result first: a kept cursor holds no
 checkpoint data between calls.
 """

@@ -1,7 +1,7 @@
-"""JSONB encoding and decoding with orjson, scoped to the saver's own cursors.
+"""JSONB encoding and decoding with orjson, scoped to our own cursors.
 
 psycopg decodes ``jsonb`` with the standard library unless told otherwise.
-We register orjson loaders on each cursor the saver opens (never on the
+We register orjson loaders on each cursor a client opens (never on the
 connection or globally), so the user's own queries on a shared connection keep
 whatever JSON handling they configured.
 """

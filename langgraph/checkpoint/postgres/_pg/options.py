@@ -42,7 +42,7 @@ class PoolConfig(TypedDict, total=False):
     check: bool
 
 
-#: Connection settings the savers' own connections and pools use.
+#: Settings of the connections and pools we open (``from_conn_string``).
 CONNECTION_KWARGS: dict[str, Any] = {
     "autocommit": True,
     "prepare_threshold": 0,

@@ -48,7 +48,7 @@ class Watchdog:
     """One thread that severs the connections of calls past their deadline.
 
     Arming and cancelling an alarm is a heap push and a flag under a lock, so
-    a saver with a ``timeout`` pays microseconds per call, not a thread.
+    a client with a ``timeout`` pays microseconds per call, not a thread.
     """
 
     def __init__(self) -> None:
