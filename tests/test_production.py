@@ -371,6 +371,9 @@ def test_silent_server_times_out_instead_of_hanging(
 ) -> None:
     uri = proxy.uri(_dbname(db_uri))
     with ConnectionPool(uri, min_size=2, max_size=2, kwargs=RECOMMENDED) as pool:
+        # Both connections open before the server goes silent: the second call
+        # needs the one the first did not use (else it waits for the pool).
+        pool.wait()
         saver = PostgresSaver(pool, timeout=1.0)
         _put(saver, "t", {"a": [1]})
         proxy.silence()
