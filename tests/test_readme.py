@@ -1,20 +1,23 @@
-"""Every Python example in README.md runs against a real database and does what
-the README says it does.
+"""Every Python example in README.md and in the pages under docs/ runs against
+a real database and does what the page says it does.
 
 Each ```python block is run with ``exec`` in a fresh namespace, with the
-README's example URI swapped for this test's database. A check then looks at
+pages' example URI swapped for this test's database. A check then looks at
 what the block left behind: in the database, read back through a saver of
 its own, and in the block's namespace. A block that prints shows its output
 in ``# -> ...`` comments, which must match what it printed line for line.
 
-Blocks are told apart by a signature, a snippet only that block contains.
-Every block must match exactly one check, and every check exactly one block,
-so a new example without a check fails the suite instead of going untested.
+Blocks are told apart by a signature, a snippet only that block contains, and
+each check names the page its block is on. Every block must match exactly one
+check, on that page, and every check exactly one block, so a new example
+without a check fails the suite instead of going untested, and a block moved
+to another page takes its check along.
 """
 
 from __future__ import annotations
 
 import ast
+import collections
 import contextlib
 import io
 import re
@@ -30,7 +33,9 @@ from langgraph.checkpoint.base import empty_checkpoint
 
 from langgraph.checkpoint.postgres import PostgresSaver
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 #: The URI the examples connect to, quoted as it appears in them.
 EXAMPLE_URI = '"postgres://postgres:postgres@localhost:5432/postgres?sslmode=disable"'
@@ -54,90 +59,117 @@ _OUTPUT_COMMENT = "# -> "
 CHECKPOINT_ID = "1ef4f797-8335-6428-8001-8a1503f9b875"
 
 
-def _python_blocks(text: str) -> list[str]:
-    return [match.group(1) for match in _PYTHON_BLOCK.finditer(text)]
+def _pages() -> list[str]:
+    """README.md and every Markdown page under docs/, relative to the root."""
+    docs = sorted(path.relative_to(ROOT).as_posix() for path in DOCS.rglob("*.md"))
+    return [README.relative_to(ROOT).as_posix(), *docs]
 
 
-BLOCKS = _python_blocks(README.read_text(encoding="utf-8"))
+#: The pages whose examples run, as paths relative to the repository root.
+PAGES = _pages()
+
+
+def _read(page: str) -> str:
+    return (ROOT / page).read_text(encoding="utf-8")
+
+
+class Block(NamedTuple):
+    """A ```python block of a page."""
+
+    page: str
+    number: int  # its place among the page's python blocks, from 1
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.page} (python block {self.number})"
+
+
+def _python_blocks(page: str) -> list[Block]:
+    matches = _PYTHON_BLOCK.finditer(_read(page))
+    return [Block(page, n, match.group(1)) for n, match in enumerate(matches, 1)]
+
+
+BLOCKS = [block for page in PAGES for block in _python_blocks(page)]
 
 
 class Check(NamedTuple):
+    page: str
     signature: str
-    run: Callable[[str, str, pytest.MonkeyPatch], None]
+    run: Callable[[Block, str, pytest.MonkeyPatch], None]
 
 
 CHECKS: dict[str, Check] = {}
 
 
-def check(name: str, signature: str) -> Callable[[Any], Any]:
-    """Register ``fn`` as the check of the README block containing ``signature``."""
+def check(name: str, signature: str, *, page: str) -> Callable[[Any], Any]:
+    """Register ``fn`` as the check of the block on ``page`` containing
+    ``signature``."""
 
-    def register(fn: Callable[[str, str, pytest.MonkeyPatch], None]) -> Any:
-        CHECKS[name] = Check(signature, fn)
+    def register(fn: Callable[[Block, str, pytest.MonkeyPatch], None]) -> Any:
+        CHECKS[name] = Check(page, signature, fn)
         return fn
 
     return register
 
 
-def _matching_checks(block: str) -> list[str]:
-    return [name for name, c in CHECKS.items() if c.signature in block]
+def _matching_checks(block: Block) -> list[str]:
+    return [name for name, c in CHECKS.items() if c.signature in block.code]
 
 
-def _block_id(index: int) -> str:
-    names = _matching_checks(BLOCKS[index])
-    return f"block{index + 1}-{names[0] if len(names) == 1 else 'unidentified'}"
+def _block_id(block: Block) -> str:
+    names = _matching_checks(block)
+    name = names[0] if len(names) == 1 else "unidentified"
+    return f"{block.page}-block{block.number}-{name}"
 
 
-# Indices of the blocks that run_block has executed in this session.
-_EXECUTED: set[int] = set()
+# The blocks that run_block has executed in this session.
+_EXECUTED: set[Block] = set()
 
 
 def run_block(
-    block: str,
+    block: Block,
     db_uri: str,
     monkeypatch: pytest.MonkeyPatch,
     *,
     uri_from_env: bool = False,
 ) -> dict[str, Any]:
-    """Run a README block against ``db_uri`` and return its namespace.
+    """Run a page's block against ``db_uri`` and return its namespace.
 
     The example URI in the block becomes ``db_uri``; with ``uri_from_env`` it
     becomes an unreachable one instead and ``db_uri`` goes into the ``DB_URI``
     environment variable, which the block must read. What the block prints
     must equal its ``# -> `` comments.
     """
-    index = BLOCKS.index(block)
-    assert EXAMPLE_URI in block, (
-        f"README python block {index + 1} does not use the example URI "
-        f"{EXAMPLE_URI}, so the test cannot point it at the test database"
+    assert block in BLOCKS, f"{block} is not a block of the pages"
+    assert EXAMPLE_URI in block.code, (
+        f"{block} does not use the example URI {EXAMPLE_URI}, so the test "
+        "cannot point it at the test database"
     )
     if uri_from_env:
         monkeypatch.setenv("DB_URI", db_uri)
-        code = block.replace(EXAMPLE_URI, repr(UNREACHABLE_URI))
+        code = block.code.replace(EXAMPLE_URI, repr(UNREACHABLE_URI))
     else:
-        code = block.replace(EXAMPLE_URI, repr(db_uri))
+        code = block.code.replace(EXAMPLE_URI, repr(db_uri))
     leftover = _URI_SCHEME.findall(code.replace(db_uri, ""))
     assert not leftover, (
-        f"README python block {index + 1} names another database URI; it would "
-        "not run against the test database"
+        f"{block} names another database URI; it would not run against the "
+        "test database"
     )
     # A module of its own, registered as a script's would be, so that type
     # hints in the block resolve against its globals.
-    module = types.ModuleType(f"readme_block_{index + 1}")
+    slug = re.sub(r"\W", "_", block.page.removesuffix(".md"))
+    module = types.ModuleType(f"example_{slug}_block_{block.number}")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace = module.__dict__
     # dont_inherit: this file's `from __future__ import annotations` must not
     # leak into the block.
-    compiled = compile(
-        code, f"README.md (python block {index + 1})", "exec", dont_inherit=True
-    )
+    compiled = compile(code, str(block), "exec", dont_inherit=True)
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
         exec(compiled, namespace)
-    _EXECUTED.add(index)
-    assert output.getvalue().splitlines() == expected_output(block), (
-        f"README python block {index + 1} printed something other than its "
-        f"'{_OUTPUT_COMMENT}' comments say"
+    _EXECUTED.add(block)
+    assert output.getvalue().splitlines() == expected_output(block.code), (
+        f"{block} printed something other than its '{_OUTPUT_COMMENT}' comments say"
     )
     return namespace
 
@@ -165,7 +197,9 @@ def list_ids(db_uri: str, thread_id: str) -> list[str]:
         ]
 
 
-# -- the checks, one per README block ----------------------------------------
+# -- the checks, one per block, grouped by page -------------------------------
+#
+# -- README.md
 
 
 def _assert_usage_checkpoint(db_uri: str) -> None:
@@ -182,23 +216,27 @@ def _assert_usage_checkpoint(db_uri: str) -> None:
     assert list_ids(db_uri, "1") == [CHECKPOINT_ID]
 
 
-@check("sync-usage", "checkpointer.put(write_config")
-def check_sync_usage(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@check("sync-usage", "checkpointer.put(write_config", page="README.md")
+def check_sync_usage(
+    block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_block(block, db_uri, monkeypatch)
     _assert_usage_checkpoint(db_uri)
 
 
-@check("async-usage", "await checkpointer.aput(write_config")
-def check_async_usage(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert "asyncio.run(" in block
+@check("async-usage", "await checkpointer.aput(write_config", page="README.md")
+def check_async_usage(
+    block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "asyncio.run(" in block.code
     run_block(block, db_uri, monkeypatch)
     _assert_usage_checkpoint(db_uri)
 
 
-@check("graph", "graph.invoke(")
-def check_graph(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@check("graph", "graph.invoke(", page="README.md")
+def check_graph(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     namespace = run_block(block, db_uri, monkeypatch)
-    printed = expected_output(block)
+    printed = expected_output(block.code)
     assert len(printed) == 1, "the graph example should show the state it prints"
     expected = ast.literal_eval(printed[0])
     assert expected["messages"], "the example's state should not be empty"
@@ -210,8 +248,10 @@ def check_graph(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> Non
     assert snapshot.next == ()
 
 
-@check("connections", "from psycopg_pool import ConnectionPool")
-def check_connections(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@check("connections", "from psycopg_pool import ConnectionPool", page="README.md")
+def check_connections(
+    block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Give half of the threads the block reads (user-0, user-2, ...) a
     # checkpoint, so that what it reads tells stored from missing.
     stored = {f"user-{n}": {"n": n} for n in range(0, 8, 2)}
@@ -242,8 +282,8 @@ def check_connections(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) 
     assert namespace["conn"].closed
 
 
-@check("fastapi", "FastAPI(lifespan=lifespan)")
-def check_fastapi(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@check("fastapi", "FastAPI(lifespan=lifespan)", page="README.md")
+def check_fastapi(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
     namespace = run_block(block, db_uri, monkeypatch, uri_from_env=True)
@@ -267,8 +307,11 @@ def check_fastapi(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> N
     assert checkpoint["channel_values"]["messages"] == second.json()["messages"]
 
 
-@check("retention", "checkpointer.prune(")
-def check_retention(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+# -- docs/retention.md
+
+
+@check("retention", "checkpointer.prune(", page="docs/retention.md")
+def check_retention(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     run_block(block, db_uri, monkeypatch)
     # The example ends by deleting everything it made: nothing may be left over.
     with psycopg.connect(db_uri) as conn:
@@ -277,8 +320,13 @@ def check_retention(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) ->
             assert count == 0, f"{table} still holds {count} rows"
 
 
-@check("production", 'schema="tenant_a"')
-def check_production(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+# -- docs/production.md
+
+
+@check("production", 'schema="tenant_a"', page="docs/production.md")
+def check_production(
+    block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     namespace = run_block(block, db_uri, monkeypatch)
     assert namespace["checkpointer"].timeout == 30
     # Everything went into the named schema, nothing into the default one.
@@ -294,28 +342,85 @@ def check_production(block: str, db_uri: str, monkeypatch: pytest.MonkeyPatch) -
 # -- tests -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=_block_id)
-def test_readme_block(index: int, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    block = BLOCKS[index]
+@pytest.mark.parametrize("block", BLOCKS, ids=_block_id)
+def test_example(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     names = _matching_checks(block)
     assert len(names) == 1, (
-        f"README python block {index + 1} should match exactly one check in "
-        f"{__name__}, but matches {names or 'none'}:\n{block}"
+        f"{block} should match exactly one check in {__name__}, but matches "
+        f"{names or 'none'}:\n{block.code}"
     )
-    CHECKS[names[0]].run(block, db_uri, monkeypatch)
-    assert index in _EXECUTED, f"the check {names[0]!r} did not run its block"
+    name = names[0]
+    assert CHECKS[name].page == block.page, (
+        f"the check {name!r} is for a block on {CHECKS[name].page}, but its block "
+        f"is {block}: move the check along with its block"
+    )
+    CHECKS[name].run(block, db_uri, monkeypatch)
+    assert block in _EXECUTED, f"the check {name!r} did not run its block"
 
 
-def test_every_python_block_is_run() -> None:
-    text = README.read_text(encoding="utf-8")
-    fences = _ANY_PYTHON_FENCE.findall(text)
-    assert len(fences) == len(BLOCKS), (
-        f"README.md opens {len(fences)} Python code fences but {len(BLOCKS)} are "
+@pytest.mark.parametrize("page", PAGES)
+def test_every_python_fence_is_run(page: str) -> None:
+    fences = _ANY_PYTHON_FENCE.findall(_read(page))
+    blocks = [block for block in BLOCKS if block.page == page]
+    assert len(fences) == len(blocks), (
+        f"{page} opens {len(fences)} Python code fences but {len(blocks)} are "
         "plain top-level ```python blocks; only those are run, so write every "
         "example that way"
     )
+
+
+def test_every_python_block_is_run() -> None:
+    assert DOCS.is_dir(), f"{DOCS} is missing"
     assert len(BLOCKS) == len(CHECKS) == 7
     matched = sorted(name for block in BLOCKS for name in _matching_checks(block))
-    # One check per block and one block per check: test_readme_block runs each.
+    # One check per block and one block per check: test_example runs each.
     assert matched == sorted(CHECKS)
-    assert len(set(BLOCKS)) == len(BLOCKS), "two README blocks are identical"
+    # Each page has as many blocks as checks that say they are for it.
+    blocks_per_page = collections.Counter(block.page for block in BLOCKS)
+    checks_per_page = collections.Counter(c.page for c in CHECKS.values())
+    assert blocks_per_page == checks_per_page
+    codes = [block.code for block in BLOCKS]
+    assert len(set(codes)) == len(codes), "two python blocks are identical"
+
+
+# -- links between the pages -------------------------------------------------
+
+_FENCED = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+
+
+def _prose(text: str) -> str:
+    """``text`` without its code blocks."""
+    return _FENCED.sub("", text)
+
+
+def _anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown text."""
+    anchors: set[str] = set()
+    for heading in _HEADING.findall(_prose(text)):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_relative_links_resolve(page: str) -> None:
+    """A link to a file of the repository, or to a heading, finds it."""
+    broken = []
+    for target in _LINK.findall(_CODE_SPAN.sub("", _prose(_read(page)))):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:, ...
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (ROOT / page).parent / path if path else ROOT / page
+        if not linked.resolve().is_relative_to(ROOT) or not linked.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and linked.suffix == ".md":
+            if anchor not in _anchors(linked.read_text(encoding="utf-8")):
+                broken.append(f"{target} (no such heading)")
+    assert not broken, f"{page} has broken links: {broken}"
