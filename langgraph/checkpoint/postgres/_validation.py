@@ -59,11 +59,24 @@ def _check_finite(value: Any, path: str) -> None:
             _check_finite(item, f"{path}[{index}]")
 
 
+class ConfigKeyError(KeyError, ValueError):
+    """A config lacks a key the call needs.
+
+    A ``KeyError``, as ``langgraph-checkpoint-postgres`` raises (it indexes
+    the config), so handlers written for it keep working; and a
+    ``ValueError``, as for any other argument we refuse.
+    """
+
+    def __str__(self) -> str:
+        # KeyError shows its argument quoted, as a key; this one is a message.
+        return str(self.args[0]) if self.args else ""
+
+
 def _thread_id(configurable: dict[str, Any]) -> str:
     try:
         thread_id = configurable["thread_id"]
     except KeyError:
-        raise ValueError(
+        raise ConfigKeyError(
             'config["configurable"] has no "thread_id": pass '
             '{"configurable": {"thread_id": ...}} to identify the thread'
         ) from None
@@ -77,11 +90,33 @@ def _namespace(configurable: dict[str, Any]) -> str:
 def _configurable(config: RunnableConfig) -> dict[str, Any]:
     configurable = config.get("configurable")
     if not isinstance(configurable, dict):
-        raise ValueError(
+        raise ConfigKeyError(
             'config has no "configurable" dict: pass '
             '{"configurable": {"thread_id": ...}}'
         )
     return configurable
+
+
+def _limit(limit: Any) -> int | None:
+    """Validate ``list()``'s ``limit``.
+
+    ``langgraph-checkpoint-postgres`` takes whatever ``int()`` takes, so
+    ``"2"`` and ``2.0`` work there and here; what ``int()`` would change
+    (``1.5``, ``True``) or what cannot be a count is refused.
+    """
+    if limit is None or (type(limit) is int and limit >= 0):
+        return limit
+    try:
+        count = int(limit)
+    except (TypeError, ValueError):
+        count = -1
+    if (
+        isinstance(limit, bool)
+        or count < 0
+        or (isinstance(limit, float) and count != limit)
+    ):
+        raise ValueError(f"limit must be a non-negative int, not {limit!r}")
+    return count
 
 
 def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:

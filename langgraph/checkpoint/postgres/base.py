@@ -66,9 +66,11 @@ from langgraph.checkpoint.postgres._sql import (
     render,
 )
 from langgraph.checkpoint.postgres._validation import (
+    ConfigKeyError,
     _check_finite,
     _configurable,
     _jsonb,
+    _limit,
     _namespace,
     _text,
     _thread_id,
@@ -186,7 +188,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         """
         wheres: list[str] = []
         params: dict[str, Any] = {}
-        if config is not None:
+        if config:  # `{}` lists every thread, as None does (and upstream)
             configurable = _configurable(config)
             if "thread_id" in configurable:
                 wheres.append("c.thread_id = %(thread_id)s")
@@ -210,10 +212,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 )
             wheres.append("c.checkpoint_id < %(before)s")
             params["before"] = _text(before_id, "checkpoint_id")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise ValueError(f"limit must be a non-negative int, not {limit!r}")
+        limit = _limit(limit)
         one_namespace = "thread_id" in params and "checkpoint_ns" in params
         return ListPages(self.schema, wheres, params, limit, one_namespace)
 
@@ -262,15 +261,9 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 blob_rows.append((channel, version, type_, blob))
 
         document = {**checkpoint, "channel_values": inline}
-        # LangGraph's helper below drops NUL from top-level strings; refuse
-        # them first, as the serialized check refuses them everywhere else.
-        for key, value in metadata.items():
-            if isinstance(value, str) and "\x00" in value:
-                raise ValueError(
-                    f"metadata[{key!r}] contains a NUL character (\\x00), which "
-                    "Postgres JSONB cannot store: remove it (or encode the value, "
-                    "e.g. as base64)"
-                )
+        # LangGraph's helper drops NUL from top-level string values (of the
+        # metadata argument and of the config's), as the existing package
+        # stores them; a NUL nested deeper or in a key is refused below.
         stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
         _check_finite(stored_metadata, "metadata")
         params = {
@@ -311,7 +304,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         thread_id = _thread_id(configurable)
         checkpoint_id = configurable.get("checkpoint_id")
         if not checkpoint_id:
-            raise ValueError(
+            raise ConfigKeyError(
                 'config["configurable"] has no "checkpoint_id": writes belong '
                 "to a checkpoint; pass the config that put() returned"
             )
