@@ -1,11 +1,14 @@
-"""Everything the Postgres savers share that does no I/O.
+"""BasePostgresSaver: the I/O-free core that both savers call.
 
 The sync saver (:class:`langgraph.checkpoint.postgres.PostgresSaver`) and the
 async saver (:class:`langgraph.checkpoint.postgres.aio.AsyncPostgresSaver`)
-borrow a connection, execute a :class:`Statement` built here, and hand the rows
-back to the decoding methods here. Keeping SQL, migrations and the mapping
-between LangGraph objects and rows in one place is what lets both savers stay
-thin and behave identically.
+borrow a connection (through the shared Postgres layer, ``_pg``), execute a
+:class:`Statement` built here, and hand the rows back to the decoding methods
+here. The pieces live in modules of their own (SQL in ``_sql``, the layout in
+``_migrations``, input checks in ``_validation``, rows in ``_rows``, writes in
+``_writes``, paging in ``_paging``, retention in ``_retention``, delta history
+in ``_delta``); this class puts them together for each call, which is what
+lets both savers stay thin and behave identically.
 
 The database layout is the one ``langgraph-checkpoint-postgres`` 3.x creates
 at migration version 9, so a database can move between that package and this
