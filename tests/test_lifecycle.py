@@ -10,20 +10,25 @@ from __future__ import annotations
 import asyncio
 import operator
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import psycopg
 import pytest
 from langgraph.channels.delta import DeltaChannel
-from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
+from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 from langgraph.graph import END, START, StateGraph
 from psycopg import sql
 from typing_extensions import TypedDict
 
 from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.postgres._sql import DELETE_FOR_RUNS_SQL, render
+from langgraph.checkpoint.postgres._sql import (
+    DELETE_FOR_RUNS_SQL,
+    PRUNE_KEEP_LATEST_SQL,
+    render,
+)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from tests.dbcheck import ORPHAN_BLOBS_SQL, ORPHAN_WRITES_SQL, orphans
 
@@ -753,3 +758,333 @@ async def test_row_accounting_after_lifecycle_operations_async(
     await asaver.aprune(["t2", "t3"], strategy="delete")
     acc.after(await tuples(), gone_threads=["t2", "t3", "t4"])
     assert view(await g.aget_state(run_config("t1"))) == states["t1"]
+
+
+# -- 6. prune(strategy="keep_latest") -------------------------------------------
+
+THREAD_T = {"configurable": {"thread_id": "t"}}
+
+# What a test saves, as a generator of (method, args), sent back each result:
+# one scenario serves both savers.
+Saves = Generator[tuple[str, tuple[Any, ...]], Any, Any]
+
+
+def _save(saver: PostgresSaver, saves: Saves) -> Any:
+    result = None
+    try:
+        while True:
+            method, args = saves.send(result)
+            result = getattr(saver, method)(*args)
+    except StopIteration as done:
+        return done.value
+
+
+async def _asave(saver: AsyncPostgresSaver, saves: Saves) -> Any:
+    result = None
+    try:
+        while True:
+            method, args = saves.send(result)
+            result = await getattr(saver, "a" + method)(*args)
+    except StopIteration as done:
+        return done.value
+
+
+def _cfg(thread_id: str, ns: str = "", checkpoint_id: str | None = None) -> Any:
+    configurable = {"thread_id": thread_id, "checkpoint_ns": ns}
+    if checkpoint_id is not None:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def _cid(config: Any) -> str:
+    return config["configurable"]["checkpoint_id"]
+
+
+def _parent_ids(tuples: Any) -> dict[str, str | None]:
+    """Each checkpoint's id -> its parent's id (None for no parent)."""
+    return {
+        _cid(t.config): _cid(t.parent_config) if t.parent_config else None
+        for t in tuples
+    }
+
+
+def _saved_writes(uri: str, thread_id: str, checkpoint_id: str) -> list[str]:
+    """The channels of the writes stored for a checkpoint id, sorted."""
+    with psycopg.connect(uri) as conn:
+        rows = conn.execute(
+            "SELECT channel FROM checkpoint_writes "
+            "WHERE thread_id = %s AND checkpoint_id = %s ORDER BY channel",
+            (thread_id, checkpoint_id),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _namespace_rows(uri: str, thread_id: str, ns: str) -> int:
+    query = "SELECT count(*) FROM {} WHERE thread_id = %s AND checkpoint_ns = %s"
+    return sum(count(uri, query.format(table), thread_id, ns) for table in TABLES)
+
+
+# A run saves a superstep's writes in the background, where they can commit
+# before their checkpoint does: prune leaves them for it.
+EARLY = [("early", 1), ("also", [2])]
+
+
+def test_prune_keeps_writes_saved_before_their_checkpoint(
+    saver: PostgresSaver, db_uri: str
+) -> None:
+    config = saver.put(_cfg("t"), empty_checkpoint(), {}, {})
+    config = saver.put(config, empty_checkpoint(), {}, {})
+    ahead = empty_checkpoint()  # newer than the saved ones, not saved yet
+    saver.put_writes(_cfg("t", "", ahead["id"]), EARLY, "task")
+    saver.prune(["t"])
+    assert len(list(saver.list(THREAD_T))) == 1
+    assert _saved_writes(db_uri, "t", ahead["id"]) == ["also", "early"]
+    loaded = saver.get_tuple(saver.put(config, ahead, {}, {}))
+    assert loaded is not None
+    assert loaded.pending_writes == [("task", c, v) for c, v in EARLY]
+
+
+async def test_prune_keeps_writes_saved_before_their_checkpoint_async(
+    asaver: AsyncPostgresSaver, db_uri: str
+) -> None:
+    config = await asaver.aput(_cfg("t"), empty_checkpoint(), {}, {})
+    config = await asaver.aput(config, empty_checkpoint(), {}, {})
+    ahead = empty_checkpoint()
+    await asaver.aput_writes(_cfg("t", "", ahead["id"]), EARLY, "task")
+    await asaver.aprune(["t"])
+    assert len([t async for t in asaver.alist(THREAD_T)]) == 1
+    assert _saved_writes(db_uri, "t", ahead["id"]) == ["also", "early"]
+    loaded = await asaver.aget_tuple(await asaver.aput(config, ahead, {}, {}))
+    assert loaded is not None
+    assert loaded.pending_writes == [("task", c, v) for c, v in EARLY]
+
+
+COUNTERS = {"counters_since_delta_snapshot": {"log": [1, 1]}}
+
+
+def _delta_thread() -> Saves:
+    """A DeltaChannel thread whose kept chain started a subgraph call.
+
+    Root namespace: r0 and r1 store "log" (snapshots), r2 and r3 only write
+    to it, so keep_latest keeps r3 back to r1 and deletes r0. "call:kept"
+    started from r2 and keeps its latest; "call:gone" started from r0 and
+    goes entirely, even a write whose checkpoint is not saved; "inner", a
+    `checkpointer=True` subgraph (no ":"), keeps its latest. Returns the root
+    configs and the latest config of each subgraph namespace.
+    """
+    calls: dict[str, Any] = {}
+    step = 0
+
+    def put(parent: Any, log: list[str] | None, metadata: Any) -> Any:
+        nonlocal step
+        step += 1
+        checkpoint = empty_checkpoint()
+        checkpoint["v"] = 4
+        versions = {"log": f"{step:032}.0", "other": f"{step:032}.0"}
+        checkpoint["channel_versions"] = versions
+        checkpoint["channel_values"] = {"other": ["other", step]}  # a blob
+        if log is not None:
+            checkpoint["channel_values"]["log"] = _DeltaSnapshot(log)
+        return "put", (parent, checkpoint, metadata, dict(versions))
+
+    def call(ns: str, root: Any) -> Saves:
+        metadata = {"parents": {"": _cid(root)}}
+        first = yield put(_cfg("t", ns), None, metadata)
+        yield "put_writes", (first, [("x", 1)], "inner-task")
+        calls[ns] = yield put(first, None, metadata)
+
+    r0 = yield put(_cfg("t"), ["a"], {})
+    yield "put_writes", (r0, [("log", ["b"])], "task")
+    yield from call("call:gone", r0)
+    yield from call("inner", r0)
+    r1 = yield put(r0, ["a", "b"], {})
+    yield "put_writes", (r1, [("log", ["c"])], "task")
+    r2 = yield put(r1, None, COUNTERS)
+    yield "put_writes", (r2, [("log", ["d"])], "task")
+    yield from call("call:kept", r2)
+    r3 = yield put(r2, None, COUNTERS)
+    yield "put_writes", (_cfg("t", "call:gone", "not-saved"), [("x", 2)], "late")
+    return [r0, r1, r2, r3], calls
+
+
+def _check_delta_history(history: Any) -> None:
+    assert history["log"]["seed"] == _DeltaSnapshot(["a", "b"])
+    assert [w[2] for w in history["log"]["writes"]] == [["c"], ["d"]]
+
+
+def _check_delta_thread_pruned(
+    uri: str, saved: Any, before: dict[str, Any], after: list[Any]
+) -> None:
+    roots, calls = saved
+    r0, r1, r2, r3 = (_cid(c) for c in roots)
+    by_ns: dict[str, list[Any]] = {}
+    for t in after:
+        by_ns.setdefault(t.config["configurable"]["checkpoint_ns"], []).append(t)
+    assert sorted(by_ns) == ["", "call:kept", "inner"]
+    # The chain stays linked; the parent of its oldest checkpoint is gone.
+    assert _parent_ids(by_ns[""]) == {r3: r2, r2: r1, r1: None}
+    for ns in ("call:kept", "inner"):
+        assert _parent_ids(by_ns[ns]) == {_cid(calls[ns]): None}
+    for t in after:  # what is kept reads back as before
+        old = before[_cid(t.config)]
+        assert t.checkpoint == old.checkpoint
+        assert t.metadata == old.metadata
+        assert t.pending_writes == old.pending_writes
+    assert _namespace_rows(uri, "t", "call:gone") == 0
+    assert _saved_writes(uri, "t", r0) == []
+    assert orphans(uri) == (0, 0)
+
+
+def test_prune_keeps_delta_chains_and_the_subgraph_calls_they_started(
+    saver: PostgresSaver, db_uri: str
+) -> None:
+    saved = _save(saver, _delta_thread())
+    latest = _cfg("t")
+    history = saver.get_delta_channel_history(config=latest, channels=["log"])
+    _check_delta_history(history)
+    before = {_cid(t.config): t for t in saver.list(THREAD_T)}
+
+    saver.prune(["t"])
+    _check_delta_thread_pruned(db_uri, saved, before, list(saver.list(THREAD_T)))
+    assert saver.get_delta_channel_history(config=latest, channels=["log"]) == history
+    walked = BaseCheckpointSaver.get_delta_channel_history(
+        saver, config=latest, channels=["log"]
+    )
+    assert walked == history
+
+
+async def test_prune_keeps_delta_chains_and_the_subgraph_calls_they_started_async(
+    asaver: AsyncPostgresSaver, db_uri: str
+) -> None:
+    saved = await _asave(asaver, _delta_thread())
+    latest = _cfg("t")
+    history = await asaver.aget_delta_channel_history(config=latest, channels=["log"])
+    _check_delta_history(history)
+    before = {_cid(t.config): t async for t in asaver.alist(THREAD_T)}
+
+    await asaver.aprune(["t"])
+    after = [t async for t in asaver.alist(THREAD_T)]
+    _check_delta_thread_pruned(db_uri, saved, before, after)
+    found = await asaver.aget_delta_channel_history(config=latest, channels=["log"])
+    assert found == history
+
+
+# Before checkpoint format v4, a checkpoint's pending sends are its parent's
+# writes to TASKS: that parent stays, with its writes and blobs, and loses
+# its own parent. Pruned together: "v3" keeps the parent; "v4" (whose sends
+# are in the checkpoint) and "v3-no-sends" (no TASKS writes) do not.
+SEND_THREADS = {"v3": (3, True), "v4": (4, True), "v3-no-sends": (3, False)}
+
+
+def _send_threads() -> Saves:
+    """Three checkpoints per thread, each with writes; the middle one's
+    include a send. Returns the configs saved, by thread."""
+    configs: dict[str, list[Any]] = {}
+    for thread_id, (v, sends) in SEND_THREADS.items():
+        config = _cfg(thread_id)
+        configs[thread_id] = []
+        for i in range(3):
+            checkpoint = empty_checkpoint()  # format v2 unless told otherwise
+            checkpoint["v"] = v
+            if v < 4:
+                checkpoint["pending_sends"] = []  # type: ignore[typeddict-unknown-key]
+            checkpoint["channel_versions"] = {"value": f"{i + 1:032}.0"}
+            checkpoint["channel_values"] = {"value": ["value", i]}  # a blob
+            versions = dict(checkpoint["channel_versions"])
+            config = yield "put", (config, checkpoint, {}, versions)
+            writes = [(TASKS, "send"), ("x", 1)] if sends and i == 1 else [("x", 1)]
+            yield "put_writes", (config, writes, "task")
+            configs[thread_id].append(config)
+    return configs
+
+
+def _check_sends_pruned(
+    uri: str, configs: dict[str, list[Any]], after: dict[str, list[Any]]
+) -> None:
+    for thread_id, (v, sends) in SEND_THREADS.items():
+        grandparent, parent, latest = (_cid(c) for c in configs[thread_id])
+        assert _saved_writes(uri, thread_id, grandparent) == []
+        if v < 4 and sends:
+            assert _parent_ids(after[thread_id]) == {latest: parent, parent: None}
+            head, kept = after[thread_id]
+            assert head.checkpoint["channel_values"][TASKS] == ["send"]
+            assert head.checkpoint["channel_values"]["value"] == ["value", 2]
+            assert kept.checkpoint["channel_values"]["value"] == ["value", 1]
+            assert kept.pending_writes == [("task", TASKS, "send"), ("task", "x", 1)]
+        else:
+            assert _parent_ids(after[thread_id]) == {latest: None}
+            assert _saved_writes(uri, thread_id, parent) == []
+    assert orphans(uri) == (0, 0)
+
+
+def test_prune_keeps_the_parent_pre_v4_sends_are_read_from(
+    saver: PostgresSaver, db_uri: str
+) -> None:
+    configs = _save(saver, _send_threads())
+    saver.prune(list(SEND_THREADS))
+    after = {t: list(saver.list(_cfg(t))) for t in SEND_THREADS}
+    _check_sends_pruned(db_uri, configs, after)
+
+
+async def test_prune_keeps_the_parent_pre_v4_sends_are_read_from_async(
+    asaver: AsyncPostgresSaver, db_uri: str
+) -> None:
+    configs = await _asave(asaver, _send_threads())
+    await asaver.aprune(list(SEND_THREADS))
+    after = {}
+    for thread_id in SEND_THREADS:
+        after[thread_id] = [t async for t in asaver.alist(_cfg(thread_id))]
+    _check_sends_pruned(db_uri, configs, after)
+
+
+# Thirty threads of 400 checkpoints: a delta chain in the root namespace
+# (a snapshot every 40th) and three subgraph calls for each root checkpoint.
+PRUNE_PLAN_DATA_SQL = (
+    """
+    INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id,
+        parent_checkpoint_id, checkpoint, metadata)
+    SELECT 't' || t, ns, lpad(i::text, 8, '0'), lpad((i - 4)::text, 8, '0'),
+        jsonb_build_object('v', 4,
+            'channel_versions', jsonb_build_object('log', 'v' || i, 'x', 'v' || i),
+            'channel_values', CASE WHEN i % 40 = 1
+                THEN jsonb_build_object('log', 'snapshot') ELSE '{}' END),
+        CASE WHEN ns = '' THEN jsonb_build_object('counters_since_delta_snapshot',
+                jsonb_build_object('log', jsonb_build_array(1, 1)))
+            ELSE jsonb_build_object('parents',
+                jsonb_build_object('', lpad((i - i % 4 + 1)::text, 8, '0')))
+        END
+    FROM generate_series(1, 30) t, generate_series(1, 400) i,
+        LATERAL (SELECT CASE WHEN i % 4 = 1 THEN '' ELSE 'sub:' || i END AS ns) n
+    """,
+    """
+    INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id,
+        task_id, task_path, idx, channel, type, blob)
+    SELECT thread_id, checkpoint_ns, checkpoint_id, 'task', '', k, 'log', 'json', ''
+    FROM checkpoints, generate_series(0, 1) k
+    """,
+    """
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version,
+        type, blob)
+    SELECT thread_id, checkpoint_ns, 'x', checkpoint -> 'channel_versions' ->> 'x',
+        'json', ''
+    FROM checkpoints
+    """,
+)
+
+
+def test_prune_plan_looks_rows_up_by_key(db_uri: str) -> None:
+    statement = render(PRUNE_KEEP_LATEST_SQL, None)
+    params = {"thread_ids": ["t7"]}
+    with psycopg.connect(db_uri) as conn:
+        for query in PRUNE_PLAN_DATA_SQL:
+            conn.execute(query)
+        conn.execute("ANALYZE")
+        # Past jit_above_cost (100000 by default) Postgres compiles the
+        # statement before running it, which takes longer than the prune.
+        (plan,) = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+        assert plan[0]["Plan"]["Total Cost"] < 100_000
+        # Every table is read through an index: by key, or the thread's rows.
+        conn.execute("SET enable_seqscan = off")
+        lines = [r[0] for r in conn.execute("EXPLAIN " + statement, params)]
+        assert not [line for line in lines if "Seq Scan" in line], "\n".join(lines)
+        conn.rollback()

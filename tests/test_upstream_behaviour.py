@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
+from langgraph.checkpoint.serde.types import TASKS
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -25,9 +26,9 @@ def _config(thread_id: str, ns: str = "", **more: Any) -> Any:
 
 
 def _checkpoint(v: int = 4) -> Checkpoint:
-    checkpoint = empty_checkpoint()
+    checkpoint = empty_checkpoint()  # format v2 in langgraph-checkpoint 4.3
+    checkpoint["v"] = v
     if v < 4:
-        checkpoint["v"] = v
         checkpoint["pending_sends"] = []  # type: ignore[typeddict-unknown-key]
     return checkpoint
 
@@ -203,3 +204,159 @@ async def test_configs_missing_a_key_raise_key_error_async(
         )
     with pytest.raises(KeyError):
         await asaver.aput_writes(_config("t"), [("a", 1)], "task")
+
+
+# -- prune(strategy="keep_latest") ----------------------------------------------------
+
+
+def _namespaces(tuples: Any) -> dict[str, str]:
+    return {
+        t.config["configurable"]["checkpoint_ns"]: t.config["configurable"][
+            "checkpoint_id"
+        ]
+        for t in tuples
+    }
+
+
+SUBGRAPHS = ("call:old", "call:new", "kept")
+
+
+def _subgraph_thread(saver: PostgresSaver) -> dict[str, str]:
+    """Three root checkpoints, then two in each of SUBGRAPHS, started from
+    the first root checkpoint ("call:old", "kept") or the last ("call:new").
+    Returns the latest checkpoint id of each namespace."""
+    roots, config = [], _config("t")
+    for _ in range(3):
+        config = saver.put(config, _checkpoint(), {}, {})
+        roots.append(config["configurable"]["checkpoint_id"])
+    latest = {"": roots[-1]}
+    for ns in SUBGRAPHS:
+        root = roots[-1] if ns == "call:new" else roots[0]
+        config = _config("t", ns)
+        for _ in range(2):
+            config = saver.put(config, _checkpoint(), {"parents": {"": root}}, {})
+        latest[ns] = config["configurable"]["checkpoint_id"]
+    return latest
+
+
+async def _asubgraph_thread(saver: AsyncPostgresSaver) -> dict[str, str]:
+    roots, config = [], _config("t")
+    for _ in range(3):
+        config = await saver.aput(config, _checkpoint(), {}, {})
+        roots.append(config["configurable"]["checkpoint_id"])
+    latest = {"": roots[-1]}
+    for ns in SUBGRAPHS:
+        root = roots[-1] if ns == "call:new" else roots[0]
+        config = _config("t", ns)
+        for _ in range(2):
+            config = await saver.aput(
+                config, _checkpoint(), {"parents": {"": root}}, {}
+            )
+        latest[ns] = config["configurable"]["checkpoint_id"]
+    return latest
+
+
+def test_prune_deletes_subgraph_calls_started_from_pruned_checkpoints(
+    saver: PostgresSaver,
+) -> None:
+    latest = _subgraph_thread(saver)
+    saver.prune(["t"])
+    # A call's namespace ("name:task_id") goes with the root checkpoint it
+    # started from; a `checkpointer=True` subgraph's ("kept") keeps its latest.
+    del latest["call:old"]
+    assert _namespaces(saver.list({"configurable": {"thread_id": "t"}})) == latest
+
+
+async def test_prune_deletes_subgraph_calls_started_from_pruned_checkpoints_async(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    latest = await _asubgraph_thread(asaver)
+    await asaver.aprune(["t"])
+    del latest["call:old"]
+    found = await _alist(asaver, {"configurable": {"thread_id": "t"}})
+    assert _namespaces(found) == latest
+
+
+def test_prune_clears_the_parent_of_a_kept_checkpoint(saver: PostgresSaver) -> None:
+    config = saver.put(_config("t"), _checkpoint(), {}, {})
+    config = saver.put(config, _checkpoint(), {}, {})
+    saver.prune(["t"])
+    (kept,) = saver.list(_config("t"))
+    assert kept.config == config
+    assert kept.parent_config is None
+
+
+async def test_prune_clears_the_parent_of_a_kept_checkpoint_async(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    config = await asaver.aput(_config("t"), _checkpoint(), {}, {})
+    config = await asaver.aput(config, _checkpoint(), {}, {})
+    await asaver.aprune(["t"])
+    (kept,) = await _alist(asaver, _config("t"))
+    assert kept.config == config
+    assert kept.parent_config is None
+
+
+SENDS = ["send-a", "send-b"]
+
+
+def test_prune_keeps_the_pending_sends_of_a_pre_v4_checkpoint(
+    saver: PostgresSaver,
+) -> None:
+    # Before checkpoint format v4, a superstep's sends were writes of the
+    # parent checkpoint; a v3 checkpoint reads them from there.
+    parent = saver.put(_config("t"), _checkpoint(v=3), {}, {})
+    saver.put_writes(parent, [(TASKS, s) for s in SENDS], "task")
+    config = saver.put(parent, _checkpoint(v=3), {}, {})
+    saver.prune(["t"])
+    loaded = saver.get_tuple(config)
+    assert loaded is not None
+    assert loaded.checkpoint["channel_values"].get(TASKS) == SENDS
+
+
+async def test_prune_keeps_the_pending_sends_of_a_pre_v4_checkpoint_async(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    parent = await asaver.aput(_config("t"), _checkpoint(v=3), {}, {})
+    await asaver.aput_writes(parent, [(TASKS, s) for s in SENDS], "task")
+    config = await asaver.aput(parent, _checkpoint(v=3), {}, {})
+    await asaver.aprune(["t"])
+    loaded = await asaver.aget_tuple(config)
+    assert loaded is not None
+    assert loaded.checkpoint["channel_values"].get(TASKS) == SENDS
+
+
+def test_prune_keeps_a_subgraph_call_until_its_root_checkpoint_is_saved(
+    saver: PostgresSaver,
+) -> None:
+    # A run saves in the background, so a subgraph call can commit before the
+    # root checkpoint it started from: its namespace keeps its latest, as any.
+    config = saver.put(_config("t"), _checkpoint(), {}, {})
+    latest = {"": saver.put(config, _checkpoint(), {}, {})}
+    unsaved = _checkpoint()["id"]
+    call = _config("t", "call:early")
+    for _ in range(2):
+        call = saver.put(call, _checkpoint(), {"parents": {"": unsaved}}, {})
+    latest["call:early"] = call
+    saver.prune(["t"])
+    found = list(saver.list({"configurable": {"thread_id": "t"}}))
+    assert _namespaces(found) == {
+        ns: c["configurable"]["checkpoint_id"] for ns, c in latest.items()
+    }
+
+
+async def test_prune_keeps_a_subgraph_call_until_its_root_checkpoint_is_saved_async(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    config = await asaver.aput(_config("t"), _checkpoint(), {}, {})
+    latest = {"": await asaver.aput(config, _checkpoint(), {}, {})}
+    unsaved = _checkpoint()["id"]
+    call = _config("t", "call:early")
+    for _ in range(2):
+        call = await asaver.aput(call, _checkpoint(), {"parents": {"": unsaved}}, {})
+    latest["call:early"] = call
+    await asaver.aprune(["t"])
+    found = await _alist(asaver, {"configurable": {"thread_id": "t"}})
+    assert _namespaces(found) == {
+        ns: c["configurable"]["checkpoint_id"] for ns, c in latest.items()
+    }

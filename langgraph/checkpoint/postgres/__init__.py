@@ -308,10 +308,16 @@ class PostgresSaver(BasePostgresSaver):
         """Remove old checkpoints of ``thread_ids``, atomically.
 
         ``"keep_latest"`` keeps the newest checkpoint of each namespace with its
-        writes, plus, for threads that use a ``DeltaChannel``, the ancestors
-        back to the nearest snapshot of each delta channel, so that the state
-        rebuilt afterwards is unchanged. ``"delete"`` removes everything of
-        those threads. Blobs no kept checkpoint references are removed.
+        writes, plus what reading it back needs: for threads that use a
+        ``DeltaChannel``, the ancestors back to the nearest snapshot of each
+        delta channel, so that the state rebuilt afterwards is unchanged; for a
+        checkpoint older than format v4, the parent holding its pending sends.
+        As in ``langgraph-checkpoint-postgres``, a subgraph call's namespace
+        (``node:task_id``) goes entirely with the root checkpoint it started
+        from, a kept checkpoint whose parent goes is left with no parent, and
+        writes go with the checkpoints deleted (writes saved before their
+        checkpoint stay). ``"delete"`` removes everything of those threads.
+        Blobs no kept checkpoint references are removed.
         """
         statement = self._prune_statement(thread_ids, strategy)
         if statement is not None:

@@ -249,29 +249,53 @@ def _not_kept(row: str) -> str:
     )"""
 
 
-# Keep, per namespace of each thread, the newest checkpoint and, for every
-# delta channel it does not hold itself, the chain of ancestors back to the
-# nearest one that stores the channel's value (a snapshot), so that replaying
-# their writes rebuilds the same state. Delete every other checkpoint, their
-# writes, and the blobs no kept checkpoint references.
+# Keep, per namespace of each thread, the newest checkpoint (its head) and
+# what reading it back needs:
+# - before format v4 a checkpoint reads its pending sends from its parent's
+#   `__pregel_tasks` writes, so that parent stays too, with its writes;
+# - for every delta channel a kept checkpoint does not hold itself, the chain
+#   of ancestors back to the nearest one that stores the channel's value (a
+#   snapshot), so that replaying their writes rebuilds the same state.
+# A subgraph call's namespace ("node:task_id") goes entirely with the root
+# checkpoint the call started from; a `checkpointer=True` subgraph's (no ":")
+# outlives its calls and keeps its head. A run saves in the background, so a
+# call can commit before that root checkpoint: until the root exists, the
+# call's namespace is kept like any other.
+# Delete every other checkpoint with its writes, and the blobs no kept
+# checkpoint references. Writes go by the checkpoints deleted, not by those
+# kept: a run saves a superstep's writes in the background too, where they
+# can commit before their checkpoint does. A kept checkpoint whose parent is
+# not kept is left with no parent, as in langgraph-checkpoint-postgres,
+# rather than one that is gone.
+#
+# Every CTE reads the tables as the statement found them, blind to what the
+# others change, so each works from `kept` and the tables; kept rows are only
+# updated and the others only deleted, since a statement may not change a row
+# twice. Lookups in the tables say `thread_id = ANY(...)` even where a join
+# names the thread already: should the planner hash one side instead of
+# looking rows up by key, it then reads the threads' rows, not the table's.
 PRUNE_KEEP_LATEST_SQL = f"""
 WITH RECURSIVE latest AS (
-    SELECT DISTINCT ON (thread_id, checkpoint_ns) *
+    SELECT DISTINCT ON (thread_id, checkpoint_ns)
+        thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+        checkpoint, metadata
     FROM $checkpoints
     WHERE thread_id = ANY(%(thread_ids)s::text[])
     ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
 ), chain AS (
+    -- Only a head with delta counters starts a walk. Besides sparing the
+    -- others, this keeps the planner's estimate of the walk (ten rounds of
+    -- its first rows, each with a lookup per channel) low: past
+    -- `jit_above_cost` Postgres compiles the statement before running it,
+    -- which takes longer than pruning a thread of thousands of checkpoints.
     SELECT l.thread_id, l.checkpoint_ns, l.checkpoint_id, l.parent_checkpoint_id,
         ARRAY(
             SELECT ch
-            FROM jsonb_object_keys(
-                CASE jsonb_typeof(l.metadata -> 'counters_since_delta_snapshot')
-                WHEN 'object' THEN l.metadata -> 'counters_since_delta_snapshot'
-                END
-            ) ch
+            FROM jsonb_object_keys(l.metadata -> 'counters_since_delta_snapshot') ch
             WHERE NOT {_populated("l", "ch")}
         ) AS missing
     FROM latest l
+    WHERE jsonb_typeof(l.metadata -> 'counters_since_delta_snapshot') = 'object'
     UNION ALL
     SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
         ARRAY(
@@ -283,16 +307,131 @@ WITH RECURSIVE latest AS (
         AND p.checkpoint_ns = c.checkpoint_ns
         AND p.checkpoint_id = c.parent_checkpoint_id
     WHERE cardinality(c.missing) > 0
+), wanted AS (
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM latest
+    UNION
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM chain
+    UNION
+    -- The parent a pre-v4 head reads its pending sends from, named even if
+    -- it is not saved: its writes, and the head's link to it, are what count.
+    SELECT l.thread_id, l.checkpoint_ns, l.parent_checkpoint_id, (
+        SELECT x.parent_checkpoint_id FROM $checkpoints x
+        WHERE x.thread_id = l.thread_id
+            AND x.checkpoint_ns = l.checkpoint_ns
+            AND x.checkpoint_id = l.parent_checkpoint_id
+        LIMIT 1
+    )
+    FROM latest l
+    WHERE (l.checkpoint ->> 'v')::int < 4
+        AND EXISTS (
+            SELECT 1 FROM $checkpoint_writes ps
+            WHERE ps.thread_id = ANY(%(thread_ids)s::text[])
+                AND ps.thread_id = l.thread_id
+                AND ps.checkpoint_ns = l.checkpoint_ns
+                AND ps.checkpoint_id = l.parent_checkpoint_id
+                AND ps.channel = '__pregel_tasks'
+        )
+), kept_roots AS MATERIALIZED (
+    -- The root namespace has no ":": what it wants, it keeps. Apart, so that
+    -- looking a call's root checkpoint up reads these few rows only.
+    SELECT thread_id, checkpoint_id FROM wanted WHERE checkpoint_ns = ''
+), namespaces AS (
+    -- Every namespace, with whether it goes, rather than only those that
+    -- go: the planner would guess those few (it has no statistics on a CTE)
+    -- and might then scan them once per wanted row; all of them, it sizes
+    -- as `latest`, and hashes.
+    SELECT l.thread_id, l.checkpoint_ns,
+        r.checkpoint_id IS NOT NULL AND k.checkpoint_id IS NULL AS dropped
+    FROM latest l
+    LEFT JOIN $checkpoints r
+        ON strpos(l.checkpoint_ns, ':') > 0
+        AND r.thread_id = ANY(%(thread_ids)s::text[])
+        AND r.thread_id = l.thread_id
+        AND r.checkpoint_ns = ''
+        AND r.checkpoint_id = l.metadata -> 'parents' ->> ''
+    LEFT JOIN kept_roots k
+        ON k.thread_id = r.thread_id AND k.checkpoint_id = r.checkpoint_id
 ), kept AS (
-    SELECT DISTINCT thread_id, checkpoint_ns, checkpoint_id FROM chain
-), deleted_writes AS (
-    DELETE FROM $checkpoint_writes w
-    WHERE w.thread_id = ANY(%(thread_ids)s::text[]) AND {_not_kept("w")}
+    SELECT w.*
+    FROM wanted w
+    JOIN namespaces n
+        ON n.thread_id = w.thread_id AND n.checkpoint_ns = w.checkpoint_ns
+    WHERE NOT n.dropped
 ), deleted_checkpoints AS (
     DELETE FROM $checkpoints c
     WHERE c.thread_id = ANY(%(thread_ids)s::text[]) AND {_not_kept("c")}
+), deleted_writes AS (
+    -- The writes of the checkpoints deleted_checkpoints deletes, found the
+    -- same way rather than from rows it would return: the planner has no
+    -- statistics on those, and may pair every write with each of them.
+    DELETE FROM $checkpoint_writes w
+    WHERE w.thread_id = ANY(%(thread_ids)s::text[])
+        AND (w.thread_id, w.checkpoint_ns, w.checkpoint_id) IN (
+            SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id
+            FROM $checkpoints c
+            WHERE c.thread_id = ANY(%(thread_ids)s::text[]) AND {_not_kept("c")}
+        )
+), dropped_writes AS (
+    -- The rest of a dropped namespace: writes whose checkpoint is not saved
+    -- (deleted_writes has the others: a statement may not delete a row twice).
+    DELETE FROM $checkpoint_writes w
+    USING namespaces n
+    WHERE n.dropped
+        AND w.thread_id = ANY(%(thread_ids)s::text[])
+        AND w.thread_id = n.thread_id
+        AND w.checkpoint_ns = n.checkpoint_ns
+        AND NOT EXISTS (
+            SELECT 1 FROM $checkpoints c
+            WHERE c.thread_id = ANY(%(thread_ids)s::text[])
+                AND c.thread_id = w.thread_id
+                AND c.checkpoint_ns = w.checkpoint_ns
+                AND c.checkpoint_id = w.checkpoint_id
+        )
+), orphaned AS (
+    -- Compared with the ids kept in their own namespace, as an array: a join
+    -- of `kept` with itself, whose size the planner can only guess, may
+    -- compare every kept row with every other.
+    SELECT thread_id, checkpoint_ns, checkpoint_id
+    FROM (
+        SELECT k.*, array_agg(k.checkpoint_id)
+            OVER (PARTITION BY k.thread_id, k.checkpoint_ns) AS kept_ids
+        FROM kept k
+    ) k
+    WHERE k.parent_checkpoint_id <> ALL(k.kept_ids)
+), unparented AS (
+    UPDATE $checkpoints c
+    SET parent_checkpoint_id = NULL
+    FROM orphaned o
+    WHERE c.thread_id = ANY(%(thread_ids)s::text[])
+        AND c.thread_id = o.thread_id
+        AND c.checkpoint_ns = o.checkpoint_ns
+        AND c.checkpoint_id = o.checkpoint_id
+), referenced AS (
+    -- The blobs kept checkpoints reference, as rows: each blob of the thread
+    -- is then one hashed lookup, not a look at every kept checkpoint.
+    SELECT k.thread_id, k.checkpoint_ns, v.key AS channel, v.value AS version
+    FROM kept k
+    CROSS JOIN LATERAL (
+        SELECT x.checkpoint -> 'channel_versions' AS versions
+        FROM $checkpoints x
+        WHERE x.thread_id = k.thread_id
+            AND x.checkpoint_ns = k.checkpoint_ns
+            AND x.checkpoint_id = k.checkpoint_id
+        LIMIT 1
+    ) kc
+    CROSS JOIN LATERAL jsonb_each_text(
+        CASE jsonb_typeof(kc.versions) WHEN 'object' THEN kc.versions END
+    ) v
 )
-{_delete_unreferenced_blobs("b.thread_id = ANY(%(thread_ids)s::text[])")}
+DELETE FROM $checkpoint_blobs b
+WHERE b.thread_id = ANY(%(thread_ids)s::text[])
+    AND NOT EXISTS (
+        SELECT 1 FROM referenced r
+        WHERE r.thread_id = b.thread_id
+            AND r.checkpoint_ns = b.checkpoint_ns
+            AND r.channel = b.channel
+            AND r.version = b.version
+    )
 """
 
 _DOOMED_NAMESPACES = (
