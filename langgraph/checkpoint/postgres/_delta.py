@@ -13,25 +13,25 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._sql import DELTA_HISTORY_SQL, render
 from langgraph.checkpoint.postgres._validation import (
-    _configurable,
-    _namespace,
-    _text,
-    _thread_id,
+    as_text,
+    configurable_of,
+    namespace_of,
+    thread_id_of,
 )
 
 
 def delta_history_statement(
     schema: str | None, config: RunnableConfig, channels: Sequence[str]
 ) -> Statement:
-    configurable = _configurable(config)
+    configurable = configurable_of(config)
     checkpoint_id = configurable.get("checkpoint_id")
     return Statement(
         render(DELTA_HISTORY_SQL, schema),
         {
-            "thread_id": _thread_id(configurable),
-            "checkpoint_ns": _namespace(configurable),
+            "thread_id": thread_id_of(configurable),
+            "checkpoint_ns": namespace_of(configurable),
             "checkpoint_id": (
-                _text(checkpoint_id, "checkpoint_id") if checkpoint_id else None
+                as_text(checkpoint_id, "checkpoint_id") if checkpoint_id else None
             ),
             "channels": list(dict.fromkeys(channels)),
         },

@@ -7,10 +7,10 @@ from typing import Any
 
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._sql import (
-    _NEWEST_FIRST,
-    _NEWEST_FIRST_IN_NAMESPACE,
-    _select_checkpoints,
+    NEWEST_FIRST,
+    NEWEST_FIRST_IN_NAMESPACE,
     render,
+    select_checkpoints,
 )
 
 #: Rows ``list()`` fetches per round trip. It streams: between pages it holds
@@ -71,7 +71,7 @@ class ListPages:
                     "(c.checkpoint_id, c.thread_id, c.checkpoint_ns)"
                     " < (%(after_id)s, %(after_thread)s, %(after_ns)s)"
                 )
-        order = _NEWEST_FIRST_IN_NAMESPACE if self._one_namespace else _NEWEST_FIRST
+        order = NEWEST_FIRST_IN_NAMESPACE if self._one_namespace else NEWEST_FIRST
         if size in (FIRST_PAGE_SIZE, LIST_PAGE_SIZE):
             # A literal, so that the server can keep one plan of the prepared
             # query. With a parameter it estimates the generic plan's row
@@ -82,7 +82,7 @@ class ListPages:
             # A size cut by the caller's `limit`: one query shape for all.
             limit = "LIMIT %(page_size)s"
             params["page_size"] = size
-        selection = _select_checkpoints(tuple(wheres), order, limit)
+        selection = select_checkpoints(tuple(wheres), order, limit)
         self._page_size = size
         return Statement(render(selection, self._schema), params)
 

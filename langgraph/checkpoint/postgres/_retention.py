@@ -13,7 +13,7 @@ from langgraph.checkpoint.postgres._sql import (
     PRUNE_KEEP_LATEST_SQL,
     render,
 )
-from langgraph.checkpoint.postgres._validation import _id_list, _text
+from langgraph.checkpoint.postgres._validation import as_text, id_list
 
 #: Strategies ``prune`` accepts.
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -22,7 +22,7 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 def delete_thread_statement(schema: str | None, thread_id: str) -> Statement:
     return Statement(
         render(DELETE_THREADS_SQL, schema),
-        {"thread_ids": [_text(thread_id, "thread_id")]},
+        {"thread_ids": [as_text(thread_id, "thread_id")]},
     )
 
 
@@ -30,7 +30,7 @@ def delete_for_runs_statement(
     schema: str | None, run_ids: Sequence[str]
 ) -> Statement | None:
     """Build the ``delete_for_runs`` statement; ``None`` for no run ids."""
-    ids = _id_list(run_ids, "run_ids", "delete_for_runs")
+    ids = id_list(run_ids, "run_ids", "delete_for_runs")
     if not ids:
         return None
     return Statement(render(DELETE_FOR_RUNS_SQL, schema), {"run_ids": ids})
@@ -42,8 +42,8 @@ def copy_thread_statement(
     return Statement(
         render(COPY_THREAD_SQL, schema),
         {
-            "source": _text(source_thread_id, "thread_id"),
-            "target": _text(target_thread_id, "thread_id"),
+            "source": as_text(source_thread_id, "thread_id"),
+            "target": as_text(target_thread_id, "thread_id"),
         },
     )
 
@@ -57,7 +57,7 @@ def prune_statement(
             f"unknown prune strategy {strategy!r}: use one of "
             + ", ".join(repr(s) for s in PRUNE_STRATEGIES)
         )
-    ids = _id_list(thread_ids, "thread_ids", "prune")
+    ids = id_list(thread_ids, "thread_ids", "prune")
     if not ids:
         return None
     sql = PRUNE_KEEP_LATEST_SQL if strategy == "keep_latest" else DELETE_THREADS_SQL

@@ -14,7 +14,7 @@ from langgraph.checkpoint.serde.types import TASKS
 from langgraph.checkpoint.postgres._pg import jsonb as _json
 
 
-def _utf8(data: bytes | None) -> Any:
+def utf8_text(data: bytes | None) -> Any:
     """Text of a nullable column the read query sent as UTF-8 bytes; ``None``
     stays ``None`` (a write's type tag may be null; the serializer decides)."""
     return None if data is None else data.decode()
@@ -26,7 +26,7 @@ def _write_order(row: Sequence[bytes]) -> tuple[bytes, bytes, int]:
     return row[0], row[1], int.from_bytes(row[2], "big", signed=True)
 
 
-def _sorted_writes(rows: Sequence[Sequence[bytes]] | None) -> list[Sequence[bytes]]:
+def sorted_writes(rows: Sequence[Sequence[bytes]] | None) -> list[Sequence[bytes]]:
     """The read query's write rows (task path, task id, idx, ...), in
     `writes_sort_key` order.
 
@@ -43,10 +43,10 @@ _INT_LIMIT = 10**1000
 # Marker left in the checkpoint JSON for a channel whose value is a
 # `_DeltaSnapshot` blob, so that SQL can find snapshot checkpoints without
 # reading blobs (the convention of the 3.x layout).
-_DELTA_SNAPSHOT_MARKER = True
+DELTA_SNAPSHOT_MARKER = True
 
 
-def _is_inline(value: Any) -> bool:
+def is_inline(value: Any) -> bool:
     """Whether ``value`` round-trips unchanged through the checkpoint JSONB.
 
     Exact types only: a ``str`` or ``int`` subclass (an enum member, say) goes
@@ -69,7 +69,7 @@ def _is_inline(value: Any) -> bool:
     return False
 
 
-def _checkpoint_config(
+def checkpoint_config(
     thread_id: str, checkpoint_ns: str, checkpoint_id: str
 ) -> RunnableConfig:
     return {
@@ -81,7 +81,7 @@ def _checkpoint_config(
     }
 
 
-def _move_sends_into_channels(checkpoint: Checkpoint, sends: list[Any]) -> None:
+def move_sends_into_channels(checkpoint: Checkpoint, sends: list[Any]) -> None:
     """Give a pre-v4 checkpoint its pending sends in the v4 layout.
 
     Before format v4 the sends scheduled by a superstep were stored as writes

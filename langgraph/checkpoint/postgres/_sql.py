@@ -46,7 +46,7 @@ render = renderer(_OBJECT_NAMES)
 # about two thirds of the time and runs it faster (fewer aggregates, and no
 # work at all for the sends of a v4 checkpoint), which counts where the
 # query is not prepared (a streamed `list()` page): ~10% less server CPU.
-# Writes come unsorted: `_sorted_writes` puts them in `writes_sort_key`
+# Writes come unsorted: `sorted_writes` puts them in `writes_sort_key`
 # order, which costs less in Python than sorting aggregates here.
 SELECT_CHECKPOINTS_SQL = """
 SELECT
@@ -112,12 +112,12 @@ FROM ({selection}) c
 # The order of `list()`. Within one (thread, namespace) the checkpoint id
 # alone orders the rows, and saying so spares the server a sort of the
 # page's wide result rows (the primary key already yields them in order).
-_NEWEST_FIRST = "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC"
-_NEWEST_FIRST_IN_NAMESPACE = "ORDER BY c.checkpoint_id DESC"
+NEWEST_FIRST = "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC"
+NEWEST_FIRST_IN_NAMESPACE = "ORDER BY c.checkpoint_id DESC"
 
 
 @functools.lru_cache(maxsize=256)
-def _select_checkpoints(
+def select_checkpoints(
     wheres: tuple[str, ...], order: str = "", limit: str = "", *, ordered: bool = True
 ) -> str:
     """The read query of the checkpoints matching ``wheres``, picked by the

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from langgraph.checkpoint.postgres._pg import jsonb as _json
 
 
-def _text(value: Any, field: str) -> str:
+def as_text(value: Any, field: str) -> str:
     """``value`` as the text stored in column ``field``, which cannot hold NUL."""
     text = str(value)
     if "\x00" in text:
@@ -30,7 +30,7 @@ def _text(value: Any, field: str) -> str:
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _jsonb(value: Any, what: str) -> Jsonb:
+def as_jsonb(value: Any, what: str) -> Jsonb:
     """Encode ``value`` for a JSONB column now, refusing what JSONB would
     reject or alter, with an error that names ``what`` holds it."""
     data = _json.dumps(value)
@@ -43,7 +43,7 @@ def _jsonb(value: Any, what: str) -> Jsonb:
     return _json.jsonb_text(data)
 
 
-def _check_finite(value: Any, path: str) -> None:
+def check_finite(value: Any, path: str) -> None:
     """Refuse NaN and infinities, which orjson would write as null."""
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -53,10 +53,10 @@ def _check_finite(value: Any, path: str) -> None:
             )
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_finite(item, f"{path}[{key!r}]")
+            check_finite(item, f"{path}[{key!r}]")
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_finite(item, f"{path}[{index}]")
+            check_finite(item, f"{path}[{index}]")
 
 
 class ConfigKeyError(KeyError, ValueError):
@@ -72,7 +72,7 @@ class ConfigKeyError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def _thread_id(configurable: dict[str, Any]) -> str:
+def thread_id_of(configurable: dict[str, Any]) -> str:
     try:
         thread_id = configurable["thread_id"]
     except KeyError:
@@ -80,14 +80,14 @@ def _thread_id(configurable: dict[str, Any]) -> str:
             'config["configurable"] has no "thread_id": pass '
             '{"configurable": {"thread_id": ...}} to identify the thread'
         ) from None
-    return _text(thread_id, "thread_id")
+    return as_text(thread_id, "thread_id")
 
 
-def _namespace(configurable: dict[str, Any]) -> str:
-    return _text(configurable.get("checkpoint_ns") or "", "checkpoint_ns")
+def namespace_of(configurable: dict[str, Any]) -> str:
+    return as_text(configurable.get("checkpoint_ns") or "", "checkpoint_ns")
 
 
-def _configurable(config: RunnableConfig) -> dict[str, Any]:
+def configurable_of(config: RunnableConfig) -> dict[str, Any]:
     configurable = config.get("configurable")
     if not isinstance(configurable, dict):
         raise ConfigKeyError(
@@ -97,7 +97,7 @@ def _configurable(config: RunnableConfig) -> dict[str, Any]:
     return configurable
 
 
-def _limit(limit: Any) -> int | None:
+def check_limit(limit: Any) -> int | None:
     """Validate ``list()``'s ``limit``.
 
     ``langgraph-checkpoint-postgres`` takes whatever ``int()`` takes, so
@@ -119,7 +119,7 @@ def _limit(limit: Any) -> int | None:
     return count
 
 
-def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
+def id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
     """Validate a list of thread or run ids; a bare string is a common slip."""
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
         raise TypeError(
@@ -127,4 +127,4 @@ def _id_list(ids: Sequence[Any], name: str, method: str) -> list[str]:
             f"{ids!r}: wrap a single id in a list, e.g. {method}([{ids!r}])"
         )
     field = name[:-1]  # "thread_ids" -> "thread_id"
-    return [_text(i, field) for i in ids]
+    return [as_text(i, field) for i in ids]

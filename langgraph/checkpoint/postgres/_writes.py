@@ -39,7 +39,7 @@ MAX_PREPARED_PIECES = 8
 MAX_STATEMENT_PIECES = 100
 
 
-_TASK_WRITES_KEY = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id")
+TASK_WRITES_KEY = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -49,7 +49,7 @@ def _values_sql(template: str, row: str, start: int, count: int) -> str:
     return template.replace("{rows}", ",\n    ".join(rows))
 
 
-def _values_pieces(template: str, row: str, count: int) -> list[str]:
+def values_pieces(template: str, row: str, count: int) -> list[str]:
     """INSERTs of ``count`` rows, numbered from 0, ``MAX_VALUES_ROWS`` each."""
     return [
         _values_sql(template, row, start, min(MAX_VALUES_ROWS, count - start))
@@ -57,7 +57,7 @@ def _values_pieces(template: str, row: str, count: int) -> list[str]:
     ]
 
 
-def _numbered(
+def numbered_params(
     common: dict[str, Any], fields: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> dict[str, Any]:
     """Parameters of VALUES rows: ``common`` plus ``field_i`` of row i."""
@@ -114,7 +114,7 @@ class Batch(NamedTuple):
         ]
 
 
-def _write_batch(
+def write_batch(
     pieces: Sequence[str], params: dict[str, Any], keys: frozenset[tuple[Any, ...]]
 ) -> Batch:
     # Writes of a few INSERTs come in few shapes, which psycopg may prepare
@@ -209,4 +209,4 @@ class WriteQueue:
             prefix = f"g{number}_"
             pieces += (_prefixed(piece, prefix) for piece in batch.pieces)
             params.update((prefix + name, v) for name, v in batch.params.items())
-        return _write_batch(pieces, params, frozenset(keys))
+        return write_batch(pieces, params, frozenset(keys))

@@ -49,43 +49,43 @@ from langgraph.checkpoint.postgres._pg.options import PoolConfig, check_timeout
 from langgraph.checkpoint.postgres._pg.schema import check_schema
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._rows import (
-    _DELTA_SNAPSHOT_MARKER,
-    _checkpoint_config,
-    _is_inline,
-    _move_sends_into_channels,
-    _sorted_writes,
-    _utf8,
+    DELTA_SNAPSHOT_MARKER,
+    checkpoint_config,
+    is_inline,
+    move_sends_into_channels,
+    sorted_writes,
+    utf8_text,
 )
 from langgraph.checkpoint.postgres._sql import (
-    _NEWEST_FIRST_IN_NAMESPACE,
     BLOB_FIELDS,
     BLOB_ROW,
+    NEWEST_FIRST_IN_NAMESPACE,
     UPSERT_BLOBS_SQL,
     UPSERT_CHECKPOINT_SQL,
     UPSERT_WRITES_SQL,
     WRITE_FIELDS,
     WRITE_ROW,
-    _select_checkpoints,
     render,
+    select_checkpoints,
 )
 from langgraph.checkpoint.postgres._validation import (
     ConfigKeyError,
-    _check_finite,
-    _configurable,
-    _jsonb,
-    _limit,
-    _namespace,
-    _text,
-    _thread_id,
+    as_jsonb,
+    as_text,
+    check_finite,
+    check_limit,
+    configurable_of,
+    namespace_of,
+    thread_id_of,
 )
 from langgraph.checkpoint.postgres._writes import (
-    _TASK_WRITES_KEY,
+    TASK_WRITES_KEY,
     Batch,
     QueuedWrite,
     WriteQueue,
-    _numbered,
-    _values_pieces,
-    _write_batch,
+    numbered_params,
+    values_pieces,
+    write_batch,
 )
 
 __all__ = [
@@ -159,18 +159,18 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
     # -- statements --------------------------------------------------------
 
     def _get_tuple_statement(self, config: RunnableConfig) -> Statement:
-        configurable = _configurable(config)
+        configurable = configurable_of(config)
         params = {
-            "thread_id": _thread_id(configurable),
-            "checkpoint_ns": _namespace(configurable),
+            "thread_id": thread_id_of(configurable),
+            "checkpoint_ns": namespace_of(configurable),
         }
         wheres = ["c.thread_id = %(thread_id)s", "c.checkpoint_ns = %(checkpoint_ns)s"]
         if checkpoint_id := configurable.get("checkpoint_id"):
-            params["checkpoint_id"] = _text(checkpoint_id, "checkpoint_id")
+            params["checkpoint_id"] = as_text(checkpoint_id, "checkpoint_id")
             wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-            return Statement(self._sql(_select_checkpoints(tuple(wheres))), params)
-        selection = _select_checkpoints(
-            tuple(wheres), _NEWEST_FIRST_IN_NAMESPACE, "LIMIT 1", ordered=False
+            return Statement(self._sql(select_checkpoints(tuple(wheres))), params)
+        selection = select_checkpoints(
+            tuple(wheres), NEWEST_FIRST_IN_NAMESPACE, "LIMIT 1", ordered=False
         )
         return Statement(self._sql(selection), params)
 
@@ -192,30 +192,30 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         wheres: list[str] = []
         params: dict[str, Any] = {}
         if config:  # `{}` lists every thread, as None does (and upstream)
-            configurable = _configurable(config)
+            configurable = configurable_of(config)
             if "thread_id" in configurable:
                 wheres.append("c.thread_id = %(thread_id)s")
-                params["thread_id"] = _thread_id(configurable)
+                params["thread_id"] = thread_id_of(configurable)
             checkpoint_ns = configurable.get("checkpoint_ns")
             if checkpoint_ns is not None:
                 wheres.append("c.checkpoint_ns = %(checkpoint_ns)s")
-                params["checkpoint_ns"] = _text(checkpoint_ns, "checkpoint_ns")
+                params["checkpoint_ns"] = as_text(checkpoint_ns, "checkpoint_ns")
             if checkpoint_id := configurable.get("checkpoint_id"):
                 wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-                params["checkpoint_id"] = _text(checkpoint_id, "checkpoint_id")
+                params["checkpoint_id"] = as_text(checkpoint_id, "checkpoint_id")
         if filter:
             wheres.append("c.metadata @> %(filter)s")
-            params["filter"] = _jsonb(filter, "filter")
+            params["filter"] = as_jsonb(filter, "filter")
         if before is not None:
-            before_id = _configurable(before).get("checkpoint_id")
+            before_id = configurable_of(before).get("checkpoint_id")
             if not before_id:
                 raise ValueError(
                     'before["configurable"] has no "checkpoint_id": pass the '
                     "config of the checkpoint to list before"
                 )
             wheres.append("c.checkpoint_id < %(before)s")
-            params["before"] = _text(before_id, "checkpoint_id")
-        limit = _limit(limit)
+            params["before"] = as_text(before_id, "checkpoint_id")
+        limit = check_limit(limit)
         one_namespace = "thread_id" in params and "checkpoint_ns" in params
         return ListPages(self.schema, wheres, params, limit, one_namespace)
 
@@ -234,13 +234,13 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         by (channel, version). Channels without a value get no row (older
         layouts wrote ``empty`` blobs for them, which readers skip).
         """
-        configurable = _configurable(config)
-        thread_id = _thread_id(configurable)
-        checkpoint_ns = _namespace(configurable)
+        configurable = configurable_of(config)
+        thread_id = thread_id_of(configurable)
+        checkpoint_ns = namespace_of(configurable)
         parent_id = configurable.get("checkpoint_id")
         if parent_id is not None:
-            parent_id = _text(parent_id, "checkpoint_id")
-        checkpoint_id = _text(checkpoint["id"], "checkpoint_id")
+            parent_id = as_text(parent_id, "checkpoint_id")
+        checkpoint_id = as_text(checkpoint["id"], "checkpoint_id")
 
         inline: dict[str, Any] = {}
         stored: dict[str, Any] = {}
@@ -248,19 +248,19 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         # JSON would keep it in plaintext.
         may_inline = not isinstance(self.serde, EncryptedSerializer)
         for channel, value in checkpoint["channel_values"].items():
-            if may_inline and _is_inline(value):
+            if may_inline and is_inline(value):
                 inline[channel] = value
             else:
                 stored[channel] = value
                 if isinstance(value, _DeltaSnapshot):
-                    inline[channel] = _DELTA_SNAPSHOT_MARKER
+                    inline[channel] = DELTA_SNAPSHOT_MARKER
 
         blob_rows: list[tuple[str, str, str, bytes]] = []
         for channel, version in new_versions.items():
-            _text(channel, "channel")
+            as_text(channel, "channel")
             if channel in stored:
                 type_, blob = self.serde.dumps_typed(stored[channel])
-                version = _text(version, "channel version")
+                version = as_text(version, "channel version")
                 blob_rows.append((channel, version, type_, blob))
 
         document = {**checkpoint, "channel_values": inline}
@@ -268,31 +268,31 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         # metadata argument and of the config's), as the existing package
         # stores them; a NUL nested deeper or in a key is refused below.
         stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
-        _check_finite(stored_metadata, "metadata")
+        check_finite(stored_metadata, "metadata")
         params = {
             "thread_id": thread_id,
             "checkpoint_ns": checkpoint_ns,
             "checkpoint_id": checkpoint_id,
             "parent_checkpoint_id": parent_id,
             # Channel names are keys of the checkpoint JSON.
-            "checkpoint": _jsonb(document, "checkpoint (a channel name)"),
-            "metadata": _jsonb(stored_metadata, "metadata"),
+            "checkpoint": as_jsonb(document, "checkpoint (a channel name)"),
+            "metadata": as_jsonb(stored_metadata, "metadata"),
         }
         # The blobs are stored by the same statement as the checkpoint (the
         # same transaction, for thousands), so a reader never finds one
         # without the other.
-        pieces = _values_pieces(UPSERT_BLOBS_SQL, BLOB_ROW, len(blob_rows))
+        pieces = values_pieces(UPSERT_BLOBS_SQL, BLOB_ROW, len(blob_rows))
         pieces.append(UPSERT_CHECKPOINT_SQL)
         keys: set[tuple[Any, ...]] = {
             ("checkpoint", thread_id, checkpoint_ns, checkpoint_id)
         }
         keys.update(("blob", thread_id, checkpoint_ns, c, v) for c, v, *_ in blob_rows)
-        batch = _write_batch(
+        batch = write_batch(
             [self._sql(piece) for piece in pieces],
-            _numbered(params, BLOB_FIELDS, blob_rows),
+            numbered_params(params, BLOB_FIELDS, blob_rows),
             frozenset(keys),
         )
-        next_config = _checkpoint_config(thread_id, checkpoint_ns, checkpoint_id)
+        next_config = checkpoint_config(thread_id, checkpoint_ns, checkpoint_id)
         return batch, next_config
 
     def _put_writes_statement(
@@ -303,8 +303,8 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> Batch | None:
         """Build the ``put_writes`` statements; ``None`` when there is nothing."""
-        configurable = _configurable(config)
-        thread_id = _thread_id(configurable)
+        configurable = configurable_of(config)
+        thread_id = thread_id_of(configurable)
         checkpoint_id = configurable.get("checkpoint_id")
         if not checkpoint_id:
             raise ConfigKeyError(
@@ -320,21 +320,21 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             return None
         common = {
             "thread_id": thread_id,
-            "checkpoint_ns": _namespace(configurable),
-            "checkpoint_id": _text(checkpoint_id, "checkpoint_id"),
-            "task_id": _text(task_id, "task_id"),
-            "task_path": _text(task_path, "task_path"),
+            "checkpoint_ns": namespace_of(configurable),
+            "checkpoint_id": as_text(checkpoint_id, "checkpoint_id"),
+            "task_id": as_text(task_id, "task_id"),
+            "task_path": as_text(task_path, "task_path"),
         }
         rows: list[tuple[int, str, str, bytes]] = []
         for idx, (channel, value) in by_idx.items():
             type_, blob = self.serde.dumps_typed(value)
-            rows.append((idx, _text(channel, "channel"), type_, blob))
-        pieces = _values_pieces(UPSERT_WRITES_SQL, WRITE_ROW, len(rows))
+            rows.append((idx, as_text(channel, "channel"), type_, blob))
+        pieces = values_pieces(UPSERT_WRITES_SQL, WRITE_ROW, len(rows))
         # The rows of one task's writes to one checkpoint.
-        key = ("writes", *(common[name] for name in _TASK_WRITES_KEY))
-        return _write_batch(
+        key = ("writes", *(common[name] for name in TASK_WRITES_KEY))
+        return write_batch(
             [self._sql(piece) for piece in pieces],
-            _numbered(common, WRITE_FIELDS, rows),
+            numbered_params(common, WRITE_FIELDS, rows),
             frozenset({key}),
         )
 
@@ -392,23 +392,23 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 channel_values[channel.decode()] = loads((type_.decode(), payload))
         checkpoint["channel_values"] = channel_values
         if sends:
-            _move_sends_into_channels(
+            move_sends_into_channels(
                 checkpoint,
                 [
-                    loads((_utf8(type_), payload))
-                    for *_, type_, payload in _sorted_writes(sends)
+                    loads((utf8_text(type_), payload))
+                    for *_, type_, payload in sorted_writes(sends)
                 ],
             )
         pending_writes: list[PendingWrite] = [
-            (task_id.decode(), channel.decode(), loads((_utf8(type_), payload)))
-            for _, task_id, _, channel, type_, payload in _sorted_writes(writes)
+            (task_id.decode(), channel.decode(), loads((utf8_text(type_), payload)))
+            for _, task_id, _, channel, type_, payload in sorted_writes(writes)
         ]
         return CheckpointTuple(
-            config=_checkpoint_config(thread_id, checkpoint_ns, checkpoint_id),
+            config=checkpoint_config(thread_id, checkpoint_ns, checkpoint_id),
             checkpoint=checkpoint,
             metadata=cast(CheckpointMetadata, metadata),
             parent_config=(
-                _checkpoint_config(thread_id, checkpoint_ns, parent_id)
+                checkpoint_config(thread_id, checkpoint_ns, parent_id)
                 if parent_id
                 else None
             ),
