@@ -175,6 +175,30 @@ def test_list_limit_that_is_no_count_is_refused(
         list(saver.list(_config("t"), limit=limit))
 
 
+# -- subclasses that set SQL --------------------------------------------------------
+# Kept on purpose: 3.2.0 reads its statements from class attributes, so a
+# subclass could change them; this package has none to read, and refuses a
+# subclass that sets one rather than ignore it.
+
+
+def test_a_subclass_setting_upstream_sql_attributes_is_refused() -> None:
+    with pytest.raises(TypeError, match="SELECT_SQL.*schema="):
+
+        class Custom(PostgresSaver):
+            SELECT_SQL = "SELECT * FROM other.checkpoints"
+
+    with pytest.raises(TypeError, match="MIGRATIONS"):
+
+        class Migrating(AsyncPostgresSaver):
+            MIGRATIONS = ["CREATE TABLE other.checkpoints ()"]
+
+    class Plain(PostgresSaver):  # subclasses that set none of them are fine
+        def note(self) -> str:
+            return "ok"
+
+    assert Plain.MIGRATIONS == PostgresSaver.MIGRATIONS
+
+
 # -- configs missing a key ----------------------------------------------------------
 # 3.2.0 raises KeyError (it indexes the config); a ValueError that is also a
 # KeyError keeps both kinds of handler working.

@@ -103,6 +103,20 @@ __all__ = [
 ]
 
 
+#: Class attributes through which subclasses of langgraph-checkpoint-postgres's
+#: saver could change its SQL. This package builds its statements elsewhere
+#: and never reads them, so a subclass setting one is refused, not ignored.
+UPSTREAM_SQL_ATTRIBUTES = (
+    "SELECT_SQL",
+    "SELECT_PENDING_SENDS_SQL",
+    "MIGRATIONS",
+    "UPSERT_CHECKPOINT_BLOBS_SQL",
+    "UPSERT_CHECKPOINTS_SQL",
+    "UPSERT_CHECKPOINT_WRITES_SQL",
+    "INSERT_CHECKPOINT_WRITES_SQL",
+)
+
+
 class BasePostgresSaver(BaseCheckpointSaver[str]):
     """Shared, I/O-free part of the Postgres checkpoint savers.
 
@@ -113,6 +127,18 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 
     MIGRATIONS = MIGRATIONS
     supports_pipeline: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overridden = [name for name in UPSTREAM_SQL_ATTRIBUTES if name in vars(cls)]
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} sets {', '.join(overridden)}, through which "
+                "subclasses of langgraph-checkpoint-postgres's saver changed its "
+                "SQL; this package does not read them, so the change would be "
+                "silently ignored. To keep the tables in another schema, pass "
+                'schema="..." to the saver; otherwise remove them'
+            )
 
     def __init__(
         self,
