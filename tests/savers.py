@@ -7,7 +7,7 @@ and a pipeline on one connection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -64,3 +64,30 @@ async def async_saver(
             yield AsyncPostgresSaver(pool, **options)
     else:
         raise ValueError(f"unknown async saver kind {kind!r}")
+
+
+# What a test saves, as a generator of (method, args), sent back each result:
+# one scenario serves both savers.
+Saves = Generator[tuple[str, tuple[Any, ...]], Any, Any]
+
+
+def run_saves(saver: PostgresSaver, saves: Saves) -> Any:
+    """Call the sync ``saver``'s methods as ``saves`` asks; return its result."""
+    result = None
+    try:
+        while True:
+            method, args = saves.send(result)
+            result = getattr(saver, method)(*args)
+    except StopIteration as done:
+        return done.value
+
+
+async def arun_saves(saver: AsyncPostgresSaver, saves: Saves) -> Any:
+    """Await the async ``saver``'s ``a``-methods as ``saves`` asks."""
+    result = None
+    try:
+        while True:
+            method, args = saves.send(result)
+            result = await getattr(saver, "a" + method)(*args)
+    except StopIteration as done:
+        return done.value

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,6 +31,7 @@ from langgraph.checkpoint.postgres._sql import (
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from tests.dbcheck import ORPHAN_BLOBS_SQL, ORPHAN_WRITES_SQL, orphans
+from tests.savers import Saves, arun_saves, run_saves
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 KEYS = {
@@ -764,30 +765,6 @@ async def test_row_accounting_after_lifecycle_operations_async(
 
 THREAD_T = {"configurable": {"thread_id": "t"}}
 
-# What a test saves, as a generator of (method, args), sent back each result:
-# one scenario serves both savers.
-Saves = Generator[tuple[str, tuple[Any, ...]], Any, Any]
-
-
-def _save(saver: PostgresSaver, saves: Saves) -> Any:
-    result = None
-    try:
-        while True:
-            method, args = saves.send(result)
-            result = getattr(saver, method)(*args)
-    except StopIteration as done:
-        return done.value
-
-
-async def _asave(saver: AsyncPostgresSaver, saves: Saves) -> Any:
-    result = None
-    try:
-        while True:
-            method, args = saves.send(result)
-            result = await getattr(saver, "a" + method)(*args)
-    except StopIteration as done:
-        return done.value
-
 
 def _cfg(thread_id: str, ns: str = "", checkpoint_id: str | None = None) -> Any:
     configurable = {"thread_id": thread_id, "checkpoint_ns": ns}
@@ -938,7 +915,7 @@ def _check_delta_thread_pruned(
 def test_prune_keeps_delta_chains_and_the_subgraph_calls_they_started(
     saver: PostgresSaver, db_uri: str
 ) -> None:
-    saved = _save(saver, _delta_thread())
+    saved = run_saves(saver, _delta_thread())
     latest = _cfg("t")
     history = saver.get_delta_channel_history(config=latest, channels=["log"])
     _check_delta_history(history)
@@ -956,7 +933,7 @@ def test_prune_keeps_delta_chains_and_the_subgraph_calls_they_started(
 async def test_prune_keeps_delta_chains_and_the_subgraph_calls_they_started_async(
     asaver: AsyncPostgresSaver, db_uri: str
 ) -> None:
-    saved = await _asave(asaver, _delta_thread())
+    saved = await arun_saves(asaver, _delta_thread())
     latest = _cfg("t")
     history = await asaver.aget_delta_channel_history(config=latest, channels=["log"])
     _check_delta_history(history)
@@ -1020,7 +997,7 @@ def _check_sends_pruned(
 def test_prune_keeps_the_parent_pre_v4_sends_are_read_from(
     saver: PostgresSaver, db_uri: str
 ) -> None:
-    configs = _save(saver, _send_threads())
+    configs = run_saves(saver, _send_threads())
     saver.prune(list(SEND_THREADS))
     after = {t: list(saver.list(_cfg(t))) for t in SEND_THREADS}
     _check_sends_pruned(db_uri, configs, after)
@@ -1029,7 +1006,7 @@ def test_prune_keeps_the_parent_pre_v4_sends_are_read_from(
 async def test_prune_keeps_the_parent_pre_v4_sends_are_read_from_async(
     asaver: AsyncPostgresSaver, db_uri: str
 ) -> None:
-    configs = await _asave(asaver, _send_threads())
+    configs = await arun_saves(asaver, _send_threads())
     await asaver.aprune(list(SEND_THREADS))
     after = {}
     for thread_id in SEND_THREADS:

@@ -19,6 +19,7 @@ from langgraph.checkpoint.serde.types import TASKS
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from tests.savers import Saves, arun_saves, run_saves
 
 
 def _config(thread_id: str, ns: str = "", **more: Any) -> Any:
@@ -245,37 +246,21 @@ def _namespaces(tuples: Any) -> dict[str, str]:
 SUBGRAPHS = ("call:old", "call:new", "kept")
 
 
-def _subgraph_thread(saver: PostgresSaver) -> dict[str, str]:
+def _subgraph_thread() -> Saves:
     """Three root checkpoints, then two in each of SUBGRAPHS, started from
     the first root checkpoint ("call:old", "kept") or the last ("call:new").
     Returns the latest checkpoint id of each namespace."""
     roots, config = [], _config("t")
     for _ in range(3):
-        config = saver.put(config, _checkpoint(), {}, {})
+        config = yield "put", (config, _checkpoint(), {}, {})
         roots.append(config["configurable"]["checkpoint_id"])
     latest = {"": roots[-1]}
     for ns in SUBGRAPHS:
         root = roots[-1] if ns == "call:new" else roots[0]
         config = _config("t", ns)
         for _ in range(2):
-            config = saver.put(config, _checkpoint(), {"parents": {"": root}}, {})
-        latest[ns] = config["configurable"]["checkpoint_id"]
-    return latest
-
-
-async def _asubgraph_thread(saver: AsyncPostgresSaver) -> dict[str, str]:
-    roots, config = [], _config("t")
-    for _ in range(3):
-        config = await saver.aput(config, _checkpoint(), {}, {})
-        roots.append(config["configurable"]["checkpoint_id"])
-    latest = {"": roots[-1]}
-    for ns in SUBGRAPHS:
-        root = roots[-1] if ns == "call:new" else roots[0]
-        config = _config("t", ns)
-        for _ in range(2):
-            config = await saver.aput(
-                config, _checkpoint(), {"parents": {"": root}}, {}
-            )
+            metadata = {"parents": {"": root}}
+            config = yield "put", (config, _checkpoint(), metadata, {})
         latest[ns] = config["configurable"]["checkpoint_id"]
     return latest
 
@@ -283,7 +268,7 @@ async def _asubgraph_thread(saver: AsyncPostgresSaver) -> dict[str, str]:
 def test_prune_deletes_subgraph_calls_started_from_pruned_checkpoints(
     saver: PostgresSaver,
 ) -> None:
-    latest = _subgraph_thread(saver)
+    latest = run_saves(saver, _subgraph_thread())
     saver.prune(["t"])
     # A call's namespace ("name:task_id") goes with the root checkpoint it
     # started from; a `checkpointer=True` subgraph's ("kept") keeps its latest.
@@ -294,7 +279,7 @@ def test_prune_deletes_subgraph_calls_started_from_pruned_checkpoints(
 async def test_prune_deletes_subgraph_calls_started_from_pruned_checkpoints_async(
     asaver: AsyncPostgresSaver,
 ) -> None:
-    latest = await _asubgraph_thread(asaver)
+    latest = await arun_saves(asaver, _subgraph_thread())
     await asaver.aprune(["t"])
     del latest["call:old"]
     found = await _alist(asaver, {"configurable": {"thread_id": "t"}})
