@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from langgraph.checkpoint.postgres._sql.fragments import _populated
+from langgraph.checkpoint.postgres._sql.fragments import populated
 
 # The ancestors of one checkpoint, nearest first, walked in one query for as
 # long as some requested channel has no stored value yet. For each ancestor:
@@ -24,7 +24,7 @@ WITH RECURSIVE target AS (
         %(channels)b::text[] AS wanted,
         ARRAY(
             SELECT ch FROM unnest(%(channels)b::text[]) ch
-            WHERE NOT {_populated("p", "ch")}
+            WHERE NOT {populated("p", "ch")}
         ) AS left_after
     FROM target t
     JOIN $checkpoints p
@@ -37,7 +37,7 @@ WITH RECURSIVE target AS (
         w.left_after,
         ARRAY(
             SELECT ch FROM unnest(w.left_after) ch
-            WHERE NOT {_populated("p", "ch")}
+            WHERE NOT {populated("p", "ch")}
         )
     FROM walk w
     JOIN $checkpoints p

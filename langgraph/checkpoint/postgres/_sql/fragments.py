@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def _populated(checkpoint: str, channel: str) -> str:
+def populated(checkpoint: str, channel: str) -> str:
     """SQL: whether ``channel`` has a stored value at checkpoint row ``checkpoint``.
 
     A value is stored inline in the checkpoint JSON (or marked there, for a

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from langgraph.checkpoint.postgres._sql.fragments import _populated
+from langgraph.checkpoint.postgres._sql.fragments import populated
 
 DELETE_THREADS_SQL = """
 WITH deleted_writes AS (
@@ -93,14 +93,14 @@ WITH RECURSIVE latest AS (
         ARRAY(
             SELECT ch
             FROM jsonb_object_keys(l.metadata -> 'counters_since_delta_snapshot') ch
-            WHERE NOT {_populated("l", "ch")}
+            WHERE NOT {populated("l", "ch")}
         ) AS missing
     FROM latest l
     WHERE jsonb_typeof(l.metadata -> 'counters_since_delta_snapshot') = 'object'
     UNION ALL
     SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
         ARRAY(
-            SELECT ch FROM unnest(c.missing) ch WHERE NOT {_populated("p", "ch")}
+            SELECT ch FROM unnest(c.missing) ch WHERE NOT {populated("p", "ch")}
         )
     FROM chain c
     JOIN $checkpoints p
