@@ -97,6 +97,9 @@ class Migrations:
     the transaction-scoped advisory lock that lets one ``setup()`` migrate
     while the others wait. ``online_builds`` gives, by version, the
     migrations to apply outside a transaction on a populated table.
+    ``newest_known``, when set, is a version past the templates that this
+    package knows but leaves unapplied (a step another configuration
+    takes): a database there is not refused as newer.
     """
 
     templates: Sequence[str]
@@ -104,6 +107,7 @@ class Migrations:
     render: Callable[[str, str | None], str]
     lock_key: int
     online_builds: Mapping[int, OnlineBuild] = field(default_factory=dict)
+    newest_known: int | None = None
 
     @property
     def latest(self) -> int:
@@ -117,6 +121,8 @@ class Migrations:
         newer than this package is refused rather than guessed at.
         """
         latest = self.latest
+        if self.newest_known is not None:
+            latest = max(latest, self.newest_known)
         if current is not None and current > latest:
             raise IncompatibleSchemaError(
                 f"the database schema is at migration version {current}, newer "
@@ -125,7 +131,7 @@ class Migrations:
                 "setup() against it"
             )
         start = 0 if current is None else current + 1
-        return [(v, self.templates[v]) for v in range(start, latest + 1)]
+        return [(v, self.templates[v]) for v in range(start, len(self.templates))]
 
     def steps(
         self, schema: str | None, *, online: bool, built: Container[int]

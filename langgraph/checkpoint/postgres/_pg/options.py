@@ -32,10 +32,14 @@ class PoolConfig(TypedDict, total=False):
     Each key is the psycopg_pool ``ConnectionPool`` argument of the same name;
     ``check=True`` tests a connection before handing it out, so that one the
     server or a load balancer dropped while idle is replaced, not used.
+    ``kwargs`` adds connection arguments to ours (autocommit, no prepared
+    statement threshold, dict rows), as ``langgraph-checkpoint-postgres``'s
+    store accepts.
     """
 
     min_size: int
-    max_size: int
+    max_size: int | None
+    kwargs: dict[str, Any]
     max_idle: float
     max_lifetime: float
     timeout: float
@@ -58,9 +62,11 @@ def pool_arguments(pool_config: PoolConfig) -> dict[str, Any]:
             f"unknown pool_config keys {sorted(unknown)}: use "
             + ", ".join(sorted(PoolConfig.__annotations__))
         )
-    arguments: dict[str, Any] = {k: v for k, v in pool_config.items() if k != "check"}
-    if "max_size" in arguments and "min_size" not in arguments:
+    arguments: dict[str, Any] = {
+        k: v for k, v in pool_config.items() if k not in ("check", "kwargs")
+    }
+    if arguments.get("max_size") is not None and "min_size" not in arguments:
         # psycopg_pool's default min_size (4) would exceed a smaller max_size.
         arguments["min_size"] = min(4, arguments["max_size"])
-    arguments["kwargs"] = dict(CONNECTION_KWARGS)
+    arguments["kwargs"] = {**CONNECTION_KWARGS, **(pool_config.get("kwargs") or {})}
     return arguments
