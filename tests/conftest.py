@@ -20,7 +20,15 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.store.postgres import AsyncPostgresStore, PostgresStore
 from tests.savers import ASYNC_KINDS, SYNC_KINDS, async_saver, sync_saver
+from tests.stores import (
+    ASYNC_STORE_KINDS,
+    SYNC_STORE_KINDS,
+    async_store,
+    require_pgvector,
+    sync_store,
+)
 
 
 def _start_embedded_server() -> tuple[str, object]:
@@ -61,6 +69,8 @@ def template_db(server_uri: str) -> Iterator[str]:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     with PostgresSaver.from_conn_string(database_uri(server_uri, name)) as saver:
         saver.setup()
+    with PostgresStore.from_conn_string(database_uri(server_uri, name)) as store:
+        store.setup()
     try:
         yield name
     finally:
@@ -146,3 +156,36 @@ async def asaver(db_uri: str, async_kind: str) -> AsyncIterator[object]:
     """An async saver on this test's database, once per connection kind."""
     async with async_saver(async_kind, db_uri) as s:
         yield s
+
+
+@pytest.fixture(params=SYNC_STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(params=ASYNC_STORE_KINDS)
+def astore_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store(db_uri: str, store_kind: str) -> Iterator[PostgresStore]:
+    """A sync store (no index) on this test's database, once per kind."""
+    with sync_store(store_kind, db_uri) as s:
+        s.setup()
+        yield s
+
+
+@pytest.fixture
+async def astore(db_uri: str, astore_kind: str) -> AsyncIterator[AsyncPostgresStore]:
+    """An async store (no index) on this test's database, once per kind."""
+    async with async_store(astore_kind, db_uri) as s:
+        await s.setup()
+        yield s
+
+
+@pytest.fixture
+def vector_db_uri(db_uri: str) -> str:
+    """This test's database, on a server with pgvector (else the test skips)."""
+    require_pgvector(db_uri)
+    return db_uri
