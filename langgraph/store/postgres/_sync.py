@@ -59,6 +59,8 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
             store.get(("users", "alice"), "prefs").value  # {'theme': 'dark'}
     """
 
+    supports_ttl: bool = True
+
     def __init__(
         self,
         conn: Conn,

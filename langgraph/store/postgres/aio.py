@@ -65,6 +65,8 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
             item = await store.aget(("users", "alice"), "prefs")
     """
 
+    supports_ttl: bool = True
+
     def __init__(
         self,
         conn: Conn,
