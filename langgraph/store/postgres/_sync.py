@@ -153,7 +153,9 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
             role: Role = "write" if planned[0].handler == "none" else "read"
             with self._db.cursor(role, self.timeout) as cur:
                 cur.execute(statement.sql, statement.params)
-                rows = cur.fetchall() if cur.description is not None else []
+                # In a pipeline, a result (and its description) arrives only
+                # when fetched: whether to fetch is the plan's to say.
+                rows = cur.fetchall() if planned[0].handler != "none" else []
                 self._db.sync()
                 return [rows]
         with self._db.connection(self.timeout) as conn:
@@ -161,8 +163,8 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
             self._db.sync()
             try:
                 return [
-                    cur.fetchall() if cur.description is not None else []
-                    for cur in cursors
+                    cur.fetchall() if entry.handler != "none" else []
+                    for cur, entry in zip(cursors, planned)
                 ]
             finally:
                 for cur in cursors:

@@ -163,7 +163,9 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
             role: Role = "write" if planned[0].handler == "none" else "read"
             async with self._db.cursor(role, self.timeout) as cur:
                 await cur.execute(statement.sql, statement.params)
-                rows = await cur.fetchall() if cur.description is not None else []
+                # In a pipeline, a result (and its description) arrives only
+                # when fetched: whether to fetch is the plan's to say.
+                rows = await cur.fetchall() if planned[0].handler != "none" else []
                 await self._db.sync()
                 return [rows]
         async with self._db.connection(self.timeout) as conn:
@@ -171,8 +173,8 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
             await self._db.sync()
             try:
                 return [
-                    await cur.fetchall() if cur.description is not None else []
-                    for cur in cursors
+                    await cur.fetchall() if entry.handler != "none" else []
+                    for cur, entry in zip(cursors, planned)
                 ]
             finally:
                 for cur in cursors:
