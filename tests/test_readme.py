@@ -32,6 +32,8 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.store.postgres import PostgresStore
+from tests.stores import require_pgvector
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -339,6 +341,52 @@ def check_production(
     assert public == 0
 
 
+# -- the store (README.md and docs/store.md)
+
+
+@check("store", 'store.list_namespaces(prefix=("users",))', page="README.md")
+def check_store(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_block(block, db_uri, monkeypatch)
+    with PostgresStore.from_conn_string(db_uri) as store:
+        item = store.get(("users", "alice"), "drink")
+    assert item is not None and item.value == {"text": "oat milk coffee", "cups": 2.5}
+
+
+@check("store-semantic", 'query="coffee"', page="docs/store.md")
+def check_store_semantic(
+    block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_pgvector(db_uri)
+    namespace = run_block(block, db_uri, monkeypatch)
+    with psycopg.connect(db_uri) as conn:
+        rows = conn.execute(
+            "SELECT key, field_name FROM store_vectors ORDER BY key"
+        ).fetchall()
+        (index,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes "
+            "WHERE indexname = 'store_vectors_embedding_idx'"
+        ).fetchone()
+    # index=False stored no vector for item 3; the index is HNSW.
+    assert rows == [("1", "text"), ("2", "text")]
+    assert "hnsw" in index
+    assert namespace["best"].score > 0
+
+
+@check("store-ttl", "store.start_ttl_sweeper()", page="docs/store.md")
+def check_store_ttl(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    namespace = run_block(block, db_uri, monkeypatch)
+    assert namespace["sweeper"].done()  # stopped by the block
+    with psycopg.connect(db_uri) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT key, extract(epoch FROM expires_at - updated_at) FROM store"
+            ).fetchall()
+        )
+    assert rows["s1"] == pytest.approx(86400, abs=1)
+    assert rows["s2"] == pytest.approx(30, abs=1)
+    assert rows["pinned"] is None
+
+
 # -- tests -------------------------------------------------------------------
 
 
@@ -371,7 +419,7 @@ def test_every_python_fence_is_run(page: str) -> None:
 
 def test_every_python_block_is_run() -> None:
     assert DOCS.is_dir(), f"{DOCS} is missing"
-    assert len(BLOCKS) == len(CHECKS) == 7
+    assert len(BLOCKS) == len(CHECKS) == 10
     matched = sorted(name for block in BLOCKS for name in _matching_checks(block))
     # One check per block and one block per check: test_example runs each.
     assert matched == sorted(CHECKS)
