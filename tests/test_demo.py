@@ -1,0 +1,43 @@
+"""``make demo`` (bench/demo.py) runs and shows what it promises: a chat kept
+by the saver, and a memory found again by meaning through the store."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+from pathlib import Path
+from types import ModuleType
+
+from tests.stores import require_pgvector
+
+DEMO = Path(__file__).resolve().parent.parent / "bench" / "demo.py"
+
+
+def load_demo() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("demo", DEMO)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_demo_chat(db_uri: str) -> None:
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        load_demo().run(db_uri)
+    assert "turns: 3" in output.getvalue()
+    assert "checkpoints: 9" in output.getvalue()
+
+
+def test_the_demo_memory(db_uri: str) -> None:
+    require_pgvector(db_uri)
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        load_demo().run_memory(db_uri)
+    lines = output.getvalue().splitlines()
+    milk = next(line for line in lines if "what milk" in line)
+    allergy = next(line for line in lines if "food allergy" in line)
+    assert "oat milk (score" in milk
+    assert "allergic to peanuts (score" in allergy
+    assert "store_vectors: 2" in lines
