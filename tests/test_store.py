@@ -246,3 +246,14 @@ async def test_async_api(astore: AsyncPostgresStore) -> None:
     )
     assert results[0].value["big"] == 2**70  # type: ignore[union-attr]
     assert await astore.aget(("docs",), "readme") is None
+
+
+def test_a_store_not_set_up_says_so(empty_db_uri: str) -> None:
+    with PostgresStore.from_conn_string(empty_db_uri) as store:
+        with pytest.raises(
+            psycopg.errors.UndefinedTable, match=r"call store\.setup\(\)"
+        ):
+            store.put(("a",), "k", {"v": 1})
+        store.setup()
+        store.put(("a",), "k", {"v": 1})
+        assert store.get(("a",), "k") is not None

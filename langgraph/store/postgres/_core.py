@@ -75,6 +75,19 @@ def pgvector_missing(error: psycopg.Error) -> PgvectorMissingError:
     )
 
 
+#: What the server says when the store's tables (or our columns) are missing.
+NOT_SET_UP = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)
+
+
+def not_set_up(error: psycopg.Error) -> psycopg.Error:
+    """``error`` (same class, so handlers still catch it), saying what to do."""
+    return type(error)(
+        "the store's tables are missing or older than this package "
+        f"({str(error).splitlines()[0]}): call store.setup() once, with the same "
+        "index= config, before using the store"
+    )
+
+
 def parse_version(text: str | None) -> tuple[int, ...]:
     """``'0.8.1'`` as ``(0, 8, 1)``; unknown parts count as 0."""
     parts = []

@@ -27,8 +27,10 @@ from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.store.postgres._batch import Planned
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
 from langgraph.store.postgres._core import (
+    NOT_SET_UP,
     SWEEP_BATCH,
     BasePostgresStore,
+    not_set_up,
     pgvector_missing,
 )
 
@@ -130,11 +132,14 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
         planned = plan.statements(documents, queries)
         if not planned:
             return plan.results([], [], self._deserializer)
-        rows = self._db.retrying(partial(self._run, planned))
-        again = plan.exact_searches(planned, rows)
-        if again:
-            planned += again
-            rows += self._db.retrying(partial(self._run, again))
+        try:
+            rows = self._db.retrying(partial(self._run, planned))
+            again = plan.exact_searches(planned, rows)
+            if again:
+                planned += again
+                rows += self._db.retrying(partial(self._run, again))
+        except NOT_SET_UP as exc:
+            raise not_set_up(exc) from exc
         return plan.results(planned, rows, self._deserializer)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
