@@ -15,6 +15,8 @@ shared core) and ``_sync`` (the sync store).
 
 from __future__ import annotations
 
+from typing import Any
+
 from langgraph.store.base import TTLConfig
 
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
@@ -23,6 +25,7 @@ from langgraph.store.postgres._config import (
     HNSWConfig,
     IVFFlatConfig,
     PostgresIndexConfig,
+    VectorIndex,
 )
 from langgraph.store.postgres._core import (
     BasePostgresStore,
@@ -45,6 +48,7 @@ __all__ = [
     "IVFFlatConfig",
     "MIGRATIONS",
     "Migration",
+    "PLACEHOLDER",
     "PgvectorMissingError",
     "PoolConfig",
     "PostgresIndexConfig",
@@ -52,4 +56,31 @@ __all__ = [
     "Row",
     "TTLConfig",
     "VECTOR_MIGRATIONS",
+    "get_distance_operator",
 ]
+
+
+#: Stands for a query vector in statements built before it is embedded, in
+#: the existing package; kept so code importing it still does.
+PLACEHOLDER = object()
+
+
+def get_distance_operator(store: Any) -> tuple[str, str]:
+    """pgvector's distance expression for ``store``'s index config (over
+    ``sv.embedding`` and a ``%s::%s`` query vector), and the expression of
+    the score users see (over ``scored.neg_score``), as the existing package
+    exposes them.
+    """
+    if not getattr(store, "index_config", None):
+        raise ValueError(
+            "semantic search needs an index config: pass index={'dims': ..., "
+            f"'embed': ...}} when creating the {type(store).__name__}"
+        )
+    index = VectorIndex.from_config(store.index_config)
+    distance = f"sv.embedding {index.operator} %s::%s"
+    score = {
+        "cosine": "1 - scored.neg_score",
+        "l2": "-scored.neg_score",
+        "inner_product": "-(scored.neg_score)",
+    }[index.distance]
+    return distance, score
