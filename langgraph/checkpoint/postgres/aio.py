@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from functools import partial
@@ -57,8 +59,13 @@ class AsyncPostgresSaver(BasePostgresSaver):
     retry of a call whose pooled connection the server dropped.
 
     The synchronous methods (``get_tuple``, ``list``, ``put``, ...) work from
-    other threads, by running the async method on the saver's event loop;
-    called on that loop's own thread they raise instead of deadlocking.
+    other threads, by running the async method on the saver's event loop (the
+    loop it was created in, or first used in; if that loop has stopped, the
+    next loop an async method runs in) while that loop runs in another thread.
+    They never wait for a loop that cannot answer: called on the loop's own
+    thread they raise ``asyncio.InvalidStateError``, and when the loop is
+    closed, not running, or stops during the call, they raise ``RuntimeError``
+    at once instead of hanging.
 
     Example::
 
@@ -382,7 +389,10 @@ class AsyncPostgresSaver(BasePostgresSaver):
     # -- helpers -----------------------------------------------------------
 
     def _remember_loop(self) -> None:
-        if self.loop is None:
+        # A saver whose loop has stopped (pytest-asyncio's loop per test, a
+        # second asyncio.run) follows the loop it is now used in, so that its
+        # sync methods run there.
+        if self.loop is None or not self.loop.is_running():
             self.loop = asyncio.get_running_loop()
 
     def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -407,7 +417,51 @@ class AsyncPostgresSaver(BasePostgresSaver):
                 "alist, aput, ...) or graph.ainvoke/astream; call the sync "
                 "methods only from another thread, or use PostgresSaver"
             )
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        if not loop.is_running():
+            coro.close()
+            raise RuntimeError(_loop_gone(loop))
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError as error:  # closed since we looked
+            coro.close()
+            raise RuntimeError(_loop_gone(loop)) from error
+        # Wait for the result, but look now and then whether the loop still
+        # runs: one that stops (or closes) mid-call would never answer.
+        while True:
+            try:
+                future.exception(timeout=_LOOP_CHECK_INTERVAL)
+            except concurrent.futures.TimeoutError:
+                if loop.is_running():
+                    continue
+                if loop.is_closed():
+                    if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                        coro.close()  # never started: no "never awaited" warning
+                else:
+                    future.cancel()  # should the loop run again, nothing resumes
+                raise RuntimeError(_loop_gone(loop, midway=True)) from None
+            return future.result()
+
+
+# How often a sync call waiting for the saver's loop checks that it still runs.
+_LOOP_CHECK_INTERVAL = 0.1
+
+
+def _loop_gone(loop: asyncio.AbstractEventLoop, *, midway: bool = False) -> str:
+    """The error of a sync call whose saver's event loop cannot answer."""
+    if midway:
+        what = "stopped before the call finished"
+    elif loop.is_closed():
+        what = "is closed"
+    else:
+        what = "is not running"
+    return (
+        f"the event loop this AsyncPostgresSaver runs on {what}, so its "
+        "synchronous methods cannot run there: call them from another thread "
+        "only while that loop runs, use "
+        "the async methods (aget_tuple, alist, aput, ...) in the loop that is "
+        "running (create the saver inside it), or use PostgresSaver for "
+        "synchronous code and threads"
+    )
 
 
 async def _next_item(items: AsyncIterator[T]) -> T:
