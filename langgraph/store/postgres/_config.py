@@ -252,6 +252,11 @@ def legacy_index_config(
     return legacy
 
 
+#: The longest TTL the table holds: ``ttl_minutes`` is an integer column
+#: (about 4000 years).
+MAX_TTL_MINUTES = 2**31 - 1
+
+
 def check_ttl_minutes(ttl: Any, what: str = "ttl") -> float | None:
     """Check a TTL in minutes (``None``: never expires)."""
     if ttl is None:
@@ -261,10 +266,12 @@ def check_ttl_minutes(ttl: Any, what: str = "ttl") -> float | None:
         or not isinstance(ttl, (int, float))
         or not math.isfinite(ttl)
         or ttl <= 0
+        or ttl > MAX_TTL_MINUTES
     ):
         raise ValueError(
             f"{what} must be a positive number of minutes (fractions allowed, "
-            f"e.g. 0.5 for 30 seconds) or None for no expiry, not {ttl!r}"
+            f"e.g. 0.5 for 30 seconds; at most {MAX_TTL_MINUTES}) or None for "
+            f"no expiry, not {ttl!r}"
         )
     return float(ttl)
 

@@ -113,6 +113,11 @@ class FilterSQL:
                 f"THEN ({value})::numeric {sign} {bound}::numeric ELSE false END)"
             )
         if isinstance(expected, str):
+            if "\x00" in expected:
+                raise ValueError(
+                    f"filter {op} {expected!r} contains a NUL character, which "
+                    "Postgres text cannot hold"
+                )
             bound = self._param(expected)
             return (
                 f"(CASE WHEN jsonb_typeof({value}) = 'string' "

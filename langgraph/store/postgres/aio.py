@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
@@ -45,6 +47,19 @@ logger = logging.getLogger("langgraph.store.postgres")
 T = TypeVar("T")
 
 _PGVECTOR_MISSING = (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported)
+
+#: How often a sync call waiting for the store's loop looks whether it still runs.
+LOOP_CHECK_INTERVAL = 0.1
+
+
+def _loop_gone(what: str) -> str:
+    """The error of a sync call whose store's event loop cannot answer."""
+    return (
+        f"the event loop this AsyncPostgresStore was created on {what}, so its "
+        "sync methods cannot run: use the store from code running on that "
+        "loop (from another thread only while it runs), or use PostgresStore "
+        "in sync code"
+    )
 
 
 class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
@@ -223,12 +238,29 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
             )
         if loop.is_closed() or not loop.is_running():
             coro.close()
-            raise RuntimeError(
-                "the event loop this AsyncPostgresStore was created on is not "
-                "running, so its sync methods cannot run: use the store from "
-                "code running on that loop, or use PostgresStore in sync code"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+            raise RuntimeError(_loop_gone("is not running"))
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError as error:  # closed since we looked
+            coro.close()
+            raise RuntimeError(_loop_gone("is not running")) from error
+        # Wait for the result, but look now and then whether the loop still
+        # runs: one that stops (or closes) during the call never answers.
+        while True:
+            try:
+                future.exception(timeout=LOOP_CHECK_INTERVAL)
+            except concurrent.futures.TimeoutError:
+                if loop.is_running():
+                    continue
+                if loop.is_closed():
+                    if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                        coro.close()  # never started: no "never awaited" warning
+                else:
+                    future.cancel()  # should the loop run again, nothing resumes
+                raise RuntimeError(
+                    _loop_gone("stopped before the call finished")
+                ) from None
+            return future.result()
 
     # -- setup -----------------------------------------------------------------
 
