@@ -320,15 +320,25 @@ class BatchPlan:
             sql, order = _sql.SEARCH_SQL.format(where=where), _sql.SEARCH_ORDER
             return [Planned(self._wrap(sql, order, op, params), "search", position)]
         params["query"] = queries[op.query]
-        wanted = op.offset + op.limit
-        candidates = max(wanted, 1) * index.vectors_per_item * CANDIDATES_PER_RESULT
-        params["candidates"] = candidates
         sql = _sql.SEMANTIC_SEARCH_SQL.format(
             op=index.operator,
             vector_type=index.vector_type,
             where=where,
             score=_sql.SCORES[index.distance],
         )
+        if self.puts:
+            # Searched again after a short page (exact_searches), it would
+            # run after this batch's writes and see them: search exactly
+            # now, in the batch's transaction, before them.
+            params["candidates"] = None
+            return [
+                Planned(
+                    self._wrap(sql, _sql.SEMANTIC_ORDER, op, params), "search", position
+                )
+            ]
+        wanted = op.offset + op.limit
+        candidates = max(wanted, 1) * index.vectors_per_item * CANDIDATES_PER_RESULT
+        params["candidates"] = candidates
         planned = [
             Planned(Statement(s, p)) for s, p in self._index_settings(candidates)
         ]
