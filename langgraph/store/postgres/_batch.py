@@ -63,6 +63,9 @@ class Planned:
     position: int = -1
     #: A semantic search's cap on candidates (None: exact or not semantic).
     candidates: int | None = None
+    #: The same search without the cap and the index, should the capped one
+    #: come back short.
+    exact: Statement | None = None
 
 
 @dataclass
@@ -320,36 +323,32 @@ class BatchPlan:
             sql, order = _sql.SEARCH_SQL.format(where=where), _sql.SEARCH_ORDER
             return [Planned(self._wrap(sql, order, op, params), "search", position)]
         params["query"] = queries[op.query]
-        sql = _sql.SEMANTIC_SEARCH_SQL.format(
-            op=index.operator,
-            vector_type=index.vector_type,
-            where=where,
-            score=_sql.SCORES[index.distance],
-        )
+
+        vector = {"op": index.operator, "vector_type": index.vector_type}
+
+        def search(nearest: str, params: dict[str, Any]) -> Statement:
+            # One format() call: the filters in `where` may hold braces.
+            sql = _sql.SEMANTIC_SEARCH_SQL.format(
+                nearest=nearest.format(**vector),
+                where=where,
+                score=_sql.SCORES[index.distance],
+                **vector,
+            )
+            return self._wrap(sql, _sql.SEMANTIC_ORDER, op, params)
+
+        exact = search("", params)
         if self.puts:
             # Searched again after a short page (exact_searches), it would
             # run after this batch's writes and see them: search exactly
             # now, in the batch's transaction, before them.
-            params["candidates"] = None
-            return [
-                Planned(
-                    self._wrap(sql, _sql.SEMANTIC_ORDER, op, params), "search", position
-                )
-            ]
+            return [Planned(exact, "search", position)]
         wanted = op.offset + op.limit
         candidates = max(wanted, 1) * index.vectors_per_item * CANDIDATES_PER_RESULT
-        params["candidates"] = candidates
+        capped = search(_sql.NEAREST, {**params, "candidates": candidates})
         planned = [
             Planned(Statement(s, p)) for s, p in self._index_settings(candidates)
         ]
-        planned.append(
-            Planned(
-                self._wrap(sql, _sql.SEMANTIC_ORDER, op, params),
-                "search",
-                position,
-                candidates,
-            )
-        )
+        planned.append(Planned(capped, "search", position, candidates, exact))
         return planned
 
     def _wrap(
@@ -371,34 +370,35 @@ class BatchPlan:
                 settings.append((_sql.HNSW_ITERATIVE_SQL, {}))
             return settings
         if index.kind == "ivfflat":
+            # No iterative scan: its later rounds add lists whose vectors may
+            # be nearer than those already returned, so the candidates' LIMIT
+            # would keep farther ones. A page the probed lists cannot fill is
+            # searched again exactly instead (exact_searches).
             probes = str(max(1, round(math.sqrt(index.lists))))
-            settings = [(_sql.IVFFLAT_SETTINGS_SQL, {"probes": probes})]
-            if iterative:
-                settings.append((_sql.IVFFLAT_ITERATIVE_SQL, {}))
-            return settings
+            return [(_sql.IVFFLAT_SETTINGS_SQL, {"probes": probes})]
         return []
 
     def exact_searches(
         self, planned: list[Planned], rows: list[list[Any]]
     ) -> list[Planned]:
         """Semantic searches to run again without a cap on candidates: those
-        whose candidates ran out (the filters or the ANN scan left too few)
-        before the page was full."""
+        whose page is not full. Through an ANN index, a scan may stop early
+        (HNSW's ef_search, IVFFlat's probed lists, pgvector's cap on an
+        iterative scan), so a short page may hide matches; without an index
+        (``flat``), candidates fewer than the cap were all there are."""
         again = []
+        flat = self.settings.index is not None and self.settings.index.kind == "flat"
         for entry, found in zip(planned, rows):
             cap = entry.candidates
             if cap is None:
                 continue
             op = dict(self.searches)[entry.position]
-            if len(found) >= op.limit or (found and found[0][6] < cap):
+            if len(found) >= op.limit:
                 continue
-            params = dict(entry.statement.params)
-            params["candidates"] = None
-            again.append(
-                Planned(
-                    Statement(entry.statement.sql, params), "search", entry.position
-                )
-            )
+            if flat and found and found[0][6] < cap:
+                continue
+            assert entry.exact is not None
+            again.append(Planned(entry.exact, "search", entry.position))
         return again
 
     def _list_statement(self, op: ListNamespacesOp) -> Statement:

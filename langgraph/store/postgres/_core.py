@@ -33,6 +33,8 @@ from langgraph.store.postgres._config import (
 )
 from langgraph.store.postgres._migrations import (
     EXT_MIGRATIONS,
+    IVFFLAT_READY_SQL,
+    IVFFLAT_VECTORS_PER_LIST,
     MIGRATIONS,
     STORE_MIGRATIONS,
     VECTOR_MIGRATIONS,
@@ -154,11 +156,25 @@ class BasePostgresStore(Generic[C]):
         self._settings.pgvector = parse_version(rows[0][0] if rows else None)
 
     def _migrations(self) -> list[Migrations]:
-        """What ``setup()`` applies, in order."""
+        """What ``setup()`` applies, in order (an IVFFlat index apart: see
+        :meth:`_ivfflat_statement`)."""
         migrations = [STORE_MIGRATIONS, EXT_MIGRATIONS]
         if self._index is not None:
-            migrations.append(vector_migrations(self._index))
+            ann_index = self._index.kind != "ivfflat"
+            migrations.append(vector_migrations(self._index, ann_index=ann_index))
         return migrations
+
+    def _ivfflat_statement(self) -> Statement | None:
+        """Whether to build the IVFFlat index yet (``None``: no such index)."""
+        if self._index is None or self._index.kind != "ivfflat":
+            return None
+        enough = self._index.lists * IVFFLAT_VECTORS_PER_LIST
+        sql = _sql.render(IVFFLAT_READY_SQL, self.schema)
+        return Statement(sql, {"enough": enough})
+
+    def _ivfflat_migrations(self) -> Migrations:
+        assert self._index is not None
+        return vector_migrations(self._index)
 
     def _embedding_type_statement(self) -> Statement:
         table = _sql.render("$store_vectors", self.schema)

@@ -117,9 +117,10 @@ EXT_MIGRATIONS = Migrations(
 )
 
 
-def vector_migrations(index: VectorIndex) -> Migrations:
+def vector_migrations(index: VectorIndex, *, ann_index: bool = True) -> Migrations:
     """The vector layout for ``index``: its dimensions, storage type and ANN
-    index (none for ``kind="flat"``)."""
+    index (none for ``kind="flat"``, or without ``ann_index``: an IVFFlat
+    index waits for data, see :func:`ivfflat_ready`)."""
     ann = {
         "kind": index.kind,
         "operator_class": index.operator_class,
@@ -130,7 +131,7 @@ def vector_migrations(index: VectorIndex) -> Migrations:
         CREATE_VECTORS_TABLE.format(vector_type=index.vector_type, dims=index.dims),
     ]
     online: dict[int, OnlineBuild] = {}
-    if index.kind != "flat":
+    if index.kind != "flat" and ann_index:
         templates.append(CREATE_ANN_INDEX.format(concurrently="", **ann))
         online[2] = OnlineBuild(
             "$store_vectors",
@@ -145,6 +146,20 @@ def vector_migrations(index: VectorIndex) -> Migrations:
         online_builds=online,
         newest_known=LAST_VECTOR_VERSION,
     )
+
+
+#: IVFFlat clusters the vectors present when the index is built; built on an
+#: empty table (as setup() at a first start would), its lists are arbitrary
+#: and stay so, and searches miss near vectors. So setup() builds it once the
+#: table holds this many vectors per list; until then searches are exact
+#: (a scan of so few vectors is fast).
+IVFFLAT_VECTORS_PER_LIST = 10
+
+#: Whether ``store_vectors`` holds at least ``%(enough)s`` vectors.
+IVFFLAT_READY_SQL = (
+    "SELECT count(*) >= %(enough)s FROM (SELECT 1 FROM $store_vectors "
+    "LIMIT %(enough)s) AS sample"
+)
 
 
 # -- the names langgraph-checkpoint-postgres exports ---------------------------

@@ -87,21 +87,19 @@ LIMIT %(limit)s OFFSET %(offset)s
 """
 SEARCH_ORDER = "updated_at DESC, prefix, key"
 
-#: A semantic search. ``candidates`` takes the nearest vectors (through the
-#: ANN index when there is one: the ``ORDER BY`` is the bare distance
-#: operator, ascending, with a ``LIMIT``, the shape pgvector's index scans
-#: serve), ``best`` keeps each item's nearest vector, and the page is cut
-#: from those. ``%(candidates)s`` NULL means no limit: an exact search. The
-#: count of candidates tells the caller whether the cap may have cut
-#: matches short (then it searches again, exactly).
+#: A semantic search. ``candidates`` takes the nearest vectors (``{nearest}``
+#: is :data:`NEAREST`: through the ANN index when there is one), or every
+#: vector that passes the filters (``{nearest}`` empty: an exact search, which
+#: no index serves); ``best`` keeps each item's nearest vector, and the page
+#: is cut from those. The count of candidates tells the caller whether the
+#: cap may have cut matches short (then it searches again, exactly).
 SEMANTIC_SEARCH_SQL = """
 WITH candidates AS MATERIALIZED (
     SELECT sv.prefix, sv.key, sv.embedding {op} %(query)s::{vector_type} AS distance
     FROM $store_vectors sv
     JOIN $store s ON s.prefix = sv.prefix AND s.key = sv.key
     WHERE {where}
-    ORDER BY sv.embedding {op} %(query)s::{vector_type}
-    LIMIT %(candidates)s
+    {nearest}
 ), best AS (
     SELECT DISTINCT ON (prefix, key) prefix, key, distance
     FROM candidates
@@ -115,6 +113,11 @@ ORDER BY b.distance, s.prefix, s.key
 LIMIT %(limit)s OFFSET %(offset)s
 """
 SEMANTIC_ORDER = "score DESC, prefix, key"
+
+#: The nearest vectors first, a capped number of them: the bare distance
+#: operator, ascending, with a ``LIMIT``, the shape pgvector's index scans
+#: serve.
+NEAREST = "ORDER BY sv.embedding {op} %(query)s::{vector_type} LIMIT %(candidates)s"
 
 #: The similarity users see, from pgvector's distance (smaller is closer):
 #: cosine similarity, negative euclidean distance, and the inner product
@@ -137,14 +140,11 @@ SELECT * FROM found ORDER BY {{order}}
 
 #: The search settings of an ANN index, for the current transaction: how
 #: many candidates an HNSW scan keeps, how many IVFFlat lists it probes, and
-#: (pgvector 0.8 and later) that a scan whose candidates the filters
+#: (pgvector 0.8 and later) that an HNSW scan whose candidates the filters
 #: rejected goes on scanning instead of returning too few.
 HNSW_SETTINGS_SQL = "SELECT set_config('hnsw.ef_search', %(ef_search)s, true)"
 IVFFLAT_SETTINGS_SQL = "SELECT set_config('ivfflat.probes', %(probes)s, true)"
 HNSW_ITERATIVE_SQL = "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-IVFFLAT_ITERATIVE_SQL = (
-    "SELECT set_config('ivfflat.iterative_scan', 'relaxed_order', true)"
-)
 PGVECTOR_VERSION_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
 
 #: The distinct namespaces, each once: a skip scan over the primary key

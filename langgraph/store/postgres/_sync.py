@@ -206,11 +206,17 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
         Safe to call on every start, from several processes at once, and
         inside a transaction of the caller's. A database written by
         ``langgraph-checkpoint-postgres`` is recognised and only gets what it
-        lacks; a database newer than this package is refused.
+        lacks; a database newer than this package is refused. An IVFFlat
+        index is built once the table holds data to cluster (10 vectors per
+        list): until then searches are exact, and a later ``setup()`` (the
+        next start) builds it.
         """
         try:
             for migrations in self._migrations():
                 self._db.migrate(migrations, self.schema)
+            ready = self._ivfflat_statement()
+            if ready is not None and (self._fetch(ready))[0][0]:
+                self._db.migrate(self._ivfflat_migrations(), self.schema)
         except _PGVECTOR_MISSING as exc:
             raise pgvector_missing(exc) from exc
         if self._index is not None:

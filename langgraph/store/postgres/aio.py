@@ -269,6 +269,9 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
         try:
             for migrations in self._migrations():
                 await self._db.migrate(migrations, self.schema)
+            ready = self._ivfflat_statement()
+            if ready is not None and (await self._fetch(ready))[0][0]:
+                await self._db.migrate(self._ivfflat_migrations(), self.schema)
         except _PGVECTOR_MISSING as exc:
             raise pgvector_missing(exc) from exc
         if self._index is not None:
