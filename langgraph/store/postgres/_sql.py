@@ -6,6 +6,11 @@ statements have slots in braces (``{where}``, ``{op}``): the builders in
 :mod:`._core` fill them with fragments of this module and of
 :mod:`._filters`, never with caller input, which always travels as
 parameters.
+
+Arrays of text (``prefixes``, ``keys``, ``values``, ...) are sent in binary
+(``%(name)b``): in text format psycopg escapes every element with a regular
+expression, about 17 µs of client CPU for one item's JSON, and the server
+parses the escapes back.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ LABELS = "string_to_array(s.prefix COLLATE \"C\", '.')"
 GET_SQL = """
 SELECT s.prefix, s.key, s.value, s.created_at, s.updated_at
 FROM $store s
-JOIN unnest(%(prefixes)s::text[], %(keys)s::text[]) AS w(prefix, key)
+JOIN unnest(%(prefixes)b::text[], %(keys)b::text[]) AS w(prefix, key)
     ON s.prefix = w.prefix AND s.key = w.key
 WHERE {live}
 """
@@ -62,7 +67,7 @@ WHERE {live}
 #: Gets that also restart the TTL of the items asked for with ``refresh``.
 GET_REFRESHING_SQL = f"""
 WITH wanted AS (
-    SELECT * FROM unnest(%(prefixes)s::text[], %(keys)s::text[], %(refresh)s::bool[])
+    SELECT * FROM unnest(%(prefixes)b::text[], %(keys)b::text[], %(refresh)s::bool[])
         AS w(prefix, key, refresh)
 ), refreshed AS (
     UPDATE $store s SET expires_at = now() + {TTL_INTERVAL}
@@ -178,7 +183,7 @@ LIMIT %(limit)s OFFSET %(offset)s
 
 DELETE_ITEMS_SQL = """
 DELETE FROM $store s
-USING unnest(%(prefixes)s::text[], %(keys)s::text[]) AS d(prefix, key)
+USING unnest(%(prefixes)b::text[], %(keys)b::text[]) AS d(prefix, key)
 WHERE s.prefix = d.prefix AND s.key = d.key
 """
 
@@ -188,7 +193,7 @@ INSERT INTO $store AS s (prefix, key, value, created_at, updated_at, expires_at,
     ttl_minutes, ttl_seconds)
 SELECT u.prefix, u.key, u.value::jsonb, now(), now(),
     now() + make_interval(secs => u.ttl * 60), ceil(u.ttl)::integer, u.ttl * 60
-FROM unnest(%(prefixes)s::text[], %(keys)s::text[], %(values)s::text[],
+FROM unnest(%(prefixes)b::text[], %(keys)b::text[], %(values)b::text[],
     %(ttls)s::float8[]) AS u(prefix, key, value, ttl)
 ON CONFLICT (prefix, key) DO UPDATE SET
     value = EXCLUDED.value,
@@ -202,15 +207,15 @@ ON CONFLICT (prefix, key) DO UPDATE SET
 #: follow, so no field the item no longer has can still be found.
 DELETE_VECTORS_SQL = """
 DELETE FROM $store_vectors sv
-USING unnest(%(prefixes)s::text[], %(keys)s::text[]) AS d(prefix, key)
+USING unnest(%(prefixes)b::text[], %(keys)b::text[]) AS d(prefix, key)
 WHERE sv.prefix = d.prefix AND sv.key = d.key
 """
 
 INSERT_VECTORS_SQL = """
 INSERT INTO $store_vectors (prefix, key, field_name, embedding)
 SELECT v.prefix, v.key, v.field_name, v.embedding::{vector_type}
-FROM unnest(%(prefixes)s::text[], %(keys)s::text[], %(fields)s::text[],
-    %(embeddings)s::text[]) AS v(prefix, key, field_name, embedding)
+FROM unnest(%(prefixes)b::text[], %(keys)b::text[], %(fields)b::text[],
+    %(embeddings)b::text[]) AS v(prefix, key, field_name, embedding)
 ON CONFLICT (prefix, key, field_name) DO UPDATE SET
     embedding = EXCLUDED.embedding,
     updated_at = now()
