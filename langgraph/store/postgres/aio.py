@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 from psycopg import AsyncConnection, AsyncPipeline, Capabilities
+from psycopg.pq import TransactionStatus
 
 from langgraph.checkpoint.postgres._pg.access_async import (
     Access,
@@ -204,7 +205,12 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
         self, conn: AsyncConnection[Any], statements: list[Statement]
     ) -> list[Any]:
         cursors = [new_cursor(conn) for _ in statements]
-        if self.supports_pipeline:
+        if self.supports_pipeline and self._implicit_transaction(conn):
+            # See PostgresStore._execute_all.
+            async with conn.pipeline():
+                for cur, statement in zip(cursors, statements):
+                    await cur.execute(statement.sql, statement.params)
+        elif self.supports_pipeline:
             async with conn.pipeline(), conn.transaction():
                 for cur, statement in zip(cursors, statements):
                     await cur.execute(statement.sql, statement.params)
@@ -213,6 +219,14 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
                 for cur, statement in zip(cursors, statements):
                     await cur.execute(statement.sql, statement.params)
         return cursors
+
+    def _implicit_transaction(self, conn: AsyncConnection[Any]) -> bool:
+        """See ``PostgresStore._implicit_transaction``."""
+        return (
+            self.pipe is None
+            and conn.autocommit
+            and conn.info.transaction_status == TransactionStatus.IDLE
+        )
 
     async def _fetch(self, statement: Statement) -> list[Any]:
         async def run() -> list[Any]:
