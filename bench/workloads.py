@@ -8,12 +8,16 @@ imports: ours (``/work/main/.venv``) or ``langgraph-checkpoint-postgres``
 (``PostgresSaver`` / ``AsyncPostgresSaver`` built from a connection, a pool or
 ``from_conn_string``; ``setup``, ``put``, ``put_writes``, ``get_tuple``,
 ``list`` and their async twins), plus psycopg, psycopg_pool and langgraph.
+The store's workloads (``store_*``) are in ``bench/store_workloads.py``.
 
-The database in ``--uri`` must be empty: the worker runs ``setup()`` in it,
-prepares any data untimed, then times the workload. The JSON line holds
-``ops``, ``seconds``, ``ops_per_s``, ``peak_rss_mb`` and workload-specific
-numbers; the runner (``bench/run.py``) reads it. With ``--sliced`` the
+The database in ``--uri`` must be empty (for a store workload, it may instead
+be a copy of the runner's template, which holds the data): the worker runs
+``setup()`` in it, prepares any data untimed, then times the workload. The
+JSON line holds ``ops``, ``seconds``, ``ops_per_s``, ``peak_rss_mb`` and
+workload-specific numbers; the runner (``bench/run.py``) reads it. With ``--sliced`` the
 runner decides on stdin when the timed loop runs (see :class:`Clock`).
+With ``--prepare`` a store workload only sets up and loads its data and
+exits (the runner keeps that database as the template of its repetitions).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Annotated, Any, TypedDict
 
 import catalog
 import psycopg
+import store_workloads
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -306,6 +311,14 @@ class Clock:
     def result(self) -> Result:
         """The worker's result: the counted ops and seconds."""
         return {"ops": self.ops, "seconds": self.took}
+
+    def run(self, op: Callable[[], object]) -> Result:
+        """:func:`run_for` on this clock."""
+        return run_for(op, self)
+
+    async def arun(self, op: Callable[[], Awaitable[object]]) -> Result:
+        """:func:`arun_for` on this clock."""
+        return await arun_for(op, self)
 
 
 def _timed(op: Callable[[], object], seconds: float) -> tuple[int, float]:
@@ -827,6 +840,7 @@ WORKLOADS: dict[str, Callable[[str, Clock], Result]] = {
     "floor": w_floor,
     "memory_list": w_memory_list,
     "get_tuple_deep": w_get_tuple_deep,
+    **store_workloads.WORKLOADS,
 }
 assert set(WORKLOADS) == set(catalog.BY_NAME), "catalog and workloads differ"
 
@@ -834,9 +848,14 @@ assert set(WORKLOADS) == set(catalog.BY_NAME), "catalog and workloads differ"
 # -- entry point -------------------------------------------------------------
 
 
-def package_info() -> dict[str, Any]:
-    """Which checkpointer distribution this interpreter runs, and versions."""
-    info: dict[str, Any] = {"module": sys.modules[PostgresSaver.__module__].__file__}
+def package_info(workload: str) -> dict[str, Any]:
+    """Which distribution this interpreter runs ``workload`` with (the file
+    of its checkpointer, or of its store), and versions."""
+    if workload in store_workloads.WORKLOADS:
+        module = store_workloads.store_module()
+    else:
+        module = sys.modules[PostgresSaver.__module__].__file__
+    info: dict[str, Any] = {"module": module}
     for dist in (
         "langgraph-postgres-saver",
         "langgraph-checkpoint-postgres",
@@ -864,12 +883,26 @@ def main(argv: Iterable[str] | None = None) -> None:
         action="store_true",
         help="time the slices the runner asks for on stdin (see Clock)",
     )
+    parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="store workloads: only set up and load the data, then exit",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 3)
     clock = Clock(args.seconds, warmup, sliced=args.sliced)
+    is_store = args.workload in store_workloads.WORKLOADS
+    if args.prepare:
+        if not is_store:
+            raise SystemExit("--prepare is for the store workloads")
+        started = time.perf_counter()
+        items = store_workloads.prepare(args.workload, args.uri)
+        prepared = {"prepared_items": items, "load_s": time.perf_counter() - started}
+        print(json.dumps(prepared | package_info(args.workload)), flush=True)
+        return
 
     setup_start = time.perf_counter()
-    if args.workload != "floor":
+    if args.workload != "floor" and not is_store:
         _setup(args.uri)
     prepare_started = time.perf_counter()
     result = WORKLOADS[args.workload](args.uri, clock)
@@ -877,7 +910,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     result["peak_rss_mb"] = peak_rss_mb()
     result["setup_s"] = prepare_started - setup_start
     result["workload"] = args.workload
-    result.update(package_info())
+    result.update(package_info(args.workload))
     print(json.dumps(result), flush=True)
 
 
