@@ -402,6 +402,39 @@ def test_timeout_on_a_single_connection(proxy: SilentableProxy, db_uri: str) -> 
         assert time.monotonic() - started < 4
 
 
+_BLOCKED_SQL = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["conn", "pool"])
+def test_a_write_that_timed_out_never_lands(db_uri: str, pooled: bool) -> None:
+    """A put held up by another session's row lock times out, and the server
+    cancels it: when the lock goes, the checkpoint is as it was (shutting the
+    socket alone left the statement running, to commit once the lock went)."""
+    config = {"pool_config": {"max_size": 2}} if pooled else {}
+    with PostgresSaver.from_conn_string(db_uri, timeout=1.0, **config) as saver:
+        checkpoint = _checkpoint({"a": 1})
+        versions = dict(checkpoint["channel_versions"])
+        saver.put(_config("t"), checkpoint, {"step": 1}, versions)
+        with psycopg.connect(db_uri) as locker:
+            locker.execute("SELECT 1 FROM checkpoints WHERE thread_id = 't' FOR UPDATE")
+            with pytest.raises(CallTimeoutError):
+                saver.put(_config("t"), checkpoint, {"step": 2}, {})
+            locker.rollback()
+        with psycopg.connect(db_uri, autocommit=True) as observer:
+            deadline = time.monotonic() + 10
+            while observer.execute(_BLOCKED_SQL).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the abandoned put still waits"
+                time.sleep(0.05)
+            time.sleep(0.2)  # an abandoned put would have committed by now
+            (metadata,) = observer.execute(
+                "SELECT metadata FROM checkpoints WHERE thread_id = 't'"
+            ).fetchone()
+    assert metadata["step"] == 1
+
+
 def test_calls_within_the_timeout_are_unaffected(db_uri: str) -> None:
     with PostgresSaver.from_conn_string(db_uri, timeout=0.2) as saver:
         for i in range(200):

@@ -32,7 +32,7 @@ from langgraph.checkpoint.postgres._pg.options import (
     PoolConfig,
     pool_arguments,
 )
-from langgraph.checkpoint.postgres._pg.watchdog import sever
+from langgraph.checkpoint.postgres._pg.watchdog import WATCHDOG, cut_off
 
 T = TypeVar("T")
 
@@ -156,15 +156,16 @@ class Access:
 
 
 class _Alarm:
-    __slots__ = ("conn", "fired")
+    __slots__ = ("conn", "fired", "cancelled")
 
     def __init__(self, conn: AsyncConnection[Any]) -> None:
         self.conn = conn
         self.fired = False
+        self.cancelled = False
 
     def fire(self) -> None:
         self.fired = True
-        sever(self.conn)
+        cut_off(self)
 
 
 class _Call:
@@ -239,6 +240,10 @@ class _Call:
             finally:
                 if self._alarm is not None:
                     self._alarm[1].cancel()
+                    if self._alarm[0].fired:
+                        WATCHDOG.cancel(self._alarm[0])  # under the cut-off's lock
+                    else:
+                        self._alarm[0].cancelled = True
         except BaseException as failure:
             try:
                 if self._borrowed is not None:

@@ -23,10 +23,11 @@ class ConnectionLostError(psycopg.OperationalError):
 
 
 class CallTimeoutError(psycopg.OperationalError, TimeoutError):
-    """The server did not answer within the saver's (or store's) ``timeout``.
+    """A call did not finish within the saver's (or store's) ``timeout``.
 
-    The connection the call used is closed, since it may be mid-message; a
-    pool replaces it.
+    The server is asked to cancel the call; if it does not answer within a
+    second more, the connection the call used is closed, since it may be
+    mid-message (a pool replaces it).
     """
 
 
@@ -47,7 +48,15 @@ def connection_lost_message(error: object, *, pooled: bool, owner: str) -> str:
     )
 
 
-def timeout_message(timeout: float, *, owner: str) -> str:
+def timeout_message(timeout: float, *, owner: str, closed: bool = True) -> str:
+    if not closed:
+        return (
+            f"the call did not finish within the {owner}'s timeout of "
+            f"{timeout:g} s, and the server cancelled it at our request (nothing "
+            "of it was committed). It may have waited for a lock another "
+            "transaction holds, or the server is overloaded; raise `timeout=` "
+            "if calls are legitimately slower"
+        )
     return (
         f"the database did not answer within the {owner}'s timeout of "
         f"{timeout:g} s; the connection was closed. The server may be down, "
@@ -72,7 +81,8 @@ def replacement_error(
     signal to retry on); ``None`` to let ``error`` through.
     """
     if timed_out:
-        return CallTimeoutError(timeout_message(timeout or 0, owner=owner))
+        message = timeout_message(timeout or 0, owner=owner, closed=broken)
+        return CallTimeoutError(message)
     if broken and not isinstance(error, ConnectionLostError):
         message = connection_lost_message(error, pooled=pooled, owner=owner)
         return ConnectionLostError(message)

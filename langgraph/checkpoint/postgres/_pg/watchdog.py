@@ -6,13 +6,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import select
 import socket
 import threading
 import time
 from typing import Any
 
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, pq
 
 
 def sever(conn: Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
@@ -32,6 +33,74 @@ def sever(conn: Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
         pass
     finally:
         sock.close()
+
+
+#: How long a call past its deadline gets to end by the server's cancel
+#: before its socket is shut down.
+GRACE_SECONDS = 1.0
+
+
+def cut_off(alarm: Any) -> None:
+    """End the call of ``alarm`` (past its deadline), on a thread of its own.
+
+    Shutting the socket down alone ends only the client's wait: a statement
+    the server still runs (one waiting for a lock, say) goes on, and commits
+    once it can, although the caller was told it timed out. So the server is
+    first asked to cancel it: a live server then aborts the statement, the
+    call fails at once with the server's answer, and its connection stays
+    usable. Only a call still waiting after ``GRACE_SECONDS`` (a server that
+    stopped answering) has its socket shut down. The cancel request is
+    prepared here, by the caller (libpq copies what it needs), and sent on
+    the thread, so that a silent server holds up no other deadline.
+    ``alarm`` has ``conn`` and ``cancelled``, set through
+    :meth:`Watchdog.cancel` once the call is over.
+    """
+    try:
+        request = alarm.conn.pgconn.cancel_conn()
+    except psycopg.NotSupportedError:
+        request = None  # libpq older than 17: no cancel request with a deadline
+    except psycopg.Error:
+        return  # already closed: nothing waits on it
+    threading.Thread(
+        target=_cut_off,
+        args=(alarm, request),
+        name="langgraph-postgres-cut-off",
+        daemon=True,
+    ).start()
+
+
+def _cut_off(alarm: Any, request: Any) -> None:
+    deadline = time.monotonic() + GRACE_SECONDS
+    if request is not None:
+        _send_cancel(request, deadline)
+    while not alarm.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Under the lock that ending a call takes: a call that is over may have
+    # handed its connection on, which must not be cut.
+    with WATCHDOG.lock:
+        if not alarm.cancelled:
+            sever(alarm.conn)
+
+
+def _send_cancel(request: Any, deadline: float) -> None:
+    try:
+        request.start()
+        while True:
+            status = request.poll()
+            if status in (pq.PollingStatus.OK, pq.PollingStatus.FAILED):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            fd = request.socket
+            if status == pq.PollingStatus.READING:
+                select.select([fd], [], [], left)
+            else:
+                select.select([], [fd], [], left)
+    except (psycopg.Error, OSError):
+        pass  # the server is gone, or the statement is over: nothing to cancel
+    finally:
+        request.finish()
 
 
 class Alarm:
@@ -74,9 +143,14 @@ class Watchdog:
             self._cond.notify()
         return alarm
 
-    def cancel(self, alarm: Alarm) -> None:
+    def cancel(self, alarm: Any) -> None:
+        """The call of ``alarm`` is over: its deadline no longer applies."""
         with self._cond:
             alarm.cancelled = True
+
+    @property
+    def lock(self) -> threading.Condition:
+        return self._cond
 
     def _run(self) -> None:
         with self._cond:
@@ -92,7 +166,7 @@ class Watchdog:
                     continue
                 _, _, alarm = heapq.heappop(self._heap)
                 alarm.fired = True
-                sever(alarm.conn)
+                cut_off(alarm)
 
 
 WATCHDOG = Watchdog()
