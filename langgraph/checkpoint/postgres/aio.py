@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import inspect
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from functools import partial
@@ -36,6 +34,7 @@ from langgraph.checkpoint.postgres._pg.access_async import (
     connect,
 )
 from langgraph.checkpoint.postgres._pg.cursors import Role
+from langgraph.checkpoint.postgres._pg.loop_bridge import AsyncClient, run_on_loop
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
@@ -397,71 +396,10 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
     def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the saver's loop and wait for it from this thread."""
-        loop = self.loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop:
-            coro.close()
-            if loop is None:
-                raise RuntimeError(
-                    "this AsyncPostgresSaver has no event loop yet: create it "
-                    "inside a running loop (async with "
-                    "AsyncPostgresSaver.from_conn_string(...)), or use "
-                    "PostgresSaver for synchronous code"
-                )
-            raise asyncio.InvalidStateError(
-                "synchronous calls to AsyncPostgresSaver would block its own "
-                "event loop: from async code use the async methods (aget_tuple, "
-                "alist, aput, ...) or graph.ainvoke/astream; call the sync "
-                "methods only from another thread, or use PostgresSaver"
-            )
-        if not loop.is_running():
-            coro.close()
-            raise RuntimeError(_loop_gone(loop))
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, loop)
-        except RuntimeError as error:  # closed since we looked
-            coro.close()
-            raise RuntimeError(_loop_gone(loop)) from error
-        # Wait for the result, but look now and then whether the loop still
-        # runs: one that stops (or closes) mid-call would never answer.
-        while True:
-            try:
-                future.exception(timeout=_LOOP_CHECK_INTERVAL)
-            except concurrent.futures.TimeoutError:
-                if loop.is_running():
-                    continue
-                if loop.is_closed():
-                    if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
-                        coro.close()  # never started: no "never awaited" warning
-                else:
-                    future.cancel()  # should the loop run again, nothing resumes
-                raise RuntimeError(_loop_gone(loop, midway=True)) from None
-            return future.result()
+        return run_on_loop(self.loop, coro, _CLIENT)
 
 
-# How often a sync call waiting for the saver's loop checks that it still runs.
-_LOOP_CHECK_INTERVAL = 0.1
-
-
-def _loop_gone(loop: asyncio.AbstractEventLoop, *, midway: bool = False) -> str:
-    """The error of a sync call whose saver's event loop cannot answer."""
-    if midway:
-        what = "stopped before the call finished"
-    elif loop.is_closed():
-        what = "is closed"
-    else:
-        what = "is not running"
-    return (
-        f"the event loop this AsyncPostgresSaver runs on {what}, so its "
-        "synchronous methods cannot run there: call them from another thread "
-        "only while that loop runs, use "
-        "the async methods (aget_tuple, alist, aput, ...) in the loop that is "
-        "running (create the saver inside it), or use PostgresSaver for "
-        "synchronous code and threads"
-    )
+_CLIENT = AsyncClient("AsyncPostgresSaver", "PostgresSaver", "aget_tuple, alist, aput")
 
 
 async def _next_item(items: AsyncIterator[T]) -> T:

@@ -34,6 +34,7 @@ from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._pg import access, access_async
 from langgraph.checkpoint.postgres._pg.cursors import Role
+from langgraph.checkpoint.postgres._pg.loop_bridge import AsyncClient, run_on_loop
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._shallow import (
@@ -401,34 +402,10 @@ class AsyncShallowPostgresSaver(BaseShallowSaver):
         return self._run_sync(self.aput_writes(config, writes, task_id, task_path))
 
     def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the saver's loop and wait for it from this thread.
+        """Run ``coro`` on the saver's loop and wait for it from this thread."""
+        return run_on_loop(self.loop, coro, _ASYNC_SHALLOW)
 
-        On the loop's own thread this would wait forever for a loop that
-        cannot run, so it raises instead.
-        """
-        loop = self.loop
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop:
-            coro.close()
-            if loop is None:
-                raise RuntimeError(
-                    "this AsyncShallowPostgresSaver has no event loop yet: create "
-                    "it inside a running loop, or use ShallowPostgresSaver for "
-                    "synchronous code"
-                )
-            raise asyncio.InvalidStateError(
-                "synchronous calls to AsyncShallowPostgresSaver would block its "
-                "own event loop: from async code use aget_tuple, alist, aput, "
-                "aput_writes or graph.ainvoke; call the sync methods only from "
-                "another thread"
-            )
-        if not loop.is_running():  # it would never run the call
-            coro.close()
-            raise RuntimeError(
-                "the event loop of this AsyncShallowPostgresSaver is not running: "
-                "call its sync methods while that loop runs in another thread"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+_ASYNC_SHALLOW = AsyncClient(
+    "AsyncShallowPostgresSaver", "ShallowPostgresSaver", "aget_tuple, alist, aput"
+)
