@@ -23,7 +23,7 @@ from langgraph.checkpoint.postgres._pg.options import check_timeout
 from langgraph.checkpoint.postgres._pg.schema import check_schema
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.store.postgres import _sql
-from langgraph.store.postgres._batch import BatchPlan, StoreSettings
+from langgraph.store.postgres._batch import BatchPlan
 from langgraph.store.postgres._config import (
     PostgresIndexConfig,
     VectorIndex,
@@ -40,6 +40,7 @@ from langgraph.store.postgres._migrations import (
     VECTOR_MIGRATIONS,
     vector_migrations,
 )
+from langgraph.store.postgres._plan import StoreSettings
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -25,7 +25,6 @@ from langgraph.checkpoint.postgres._pg.access import Access, Conn, connect, new_
 from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
-from langgraph.store.postgres._batch import Planned
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
 from langgraph.store.postgres._core import (
     NOT_SET_UP,
@@ -34,6 +33,7 @@ from langgraph.store.postgres._core import (
     not_set_up,
     pgvector_missing,
 )
+from langgraph.store.postgres._plan import Planned
 
 logger = logging.getLogger("langgraph.store.postgres")
 

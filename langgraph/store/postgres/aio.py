@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
@@ -29,9 +27,9 @@ from langgraph.checkpoint.postgres._pg.access_async import (
     new_cursor,
 )
 from langgraph.checkpoint.postgres._pg.cursors import Role
+from langgraph.checkpoint.postgres._pg.loop_bridge import AsyncClient, run_on_loop
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
-from langgraph.store.postgres._batch import Planned
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
 from langgraph.store.postgres._core import (
     NOT_SET_UP,
@@ -40,6 +38,7 @@ from langgraph.store.postgres._core import (
     not_set_up,
     pgvector_missing,
 )
+from langgraph.store.postgres._plan import Planned
 
 __all__ = ["AsyncPostgresStore"]
 
@@ -49,18 +48,7 @@ T = TypeVar("T")
 
 _PGVECTOR_MISSING = (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported)
 
-#: How often a sync call waiting for the store's loop looks whether it still runs.
-LOOP_CHECK_INTERVAL = 0.1
-
-
-def _loop_gone(what: str) -> str:
-    """The error of a sync call whose store's event loop cannot answer."""
-    return (
-        f"the event loop this AsyncPostgresStore was created on {what}, so its "
-        "sync methods cannot run: use the store from code running on that "
-        "loop (from another thread only while it runs), or use PostgresStore "
-        "in sync code"
-    )
+_CLIENT = AsyncClient("AsyncPostgresStore", "PostgresStore", "aget, aput, asearch")
 
 
 class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
@@ -141,6 +129,10 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run ``ops`` in one transaction; reads see the store as it was
         before the batch's writes."""
+        if not self.loop.is_running():
+            # Its loop has stopped (a second asyncio.run, a loop per test):
+            # the store follows the loop it is used in, for its sync methods.
+            self.loop = asyncio.get_running_loop()
         plan = self._plan(ops)
         documents: list[Any] = []
         queries: list[Any] = []
@@ -238,43 +230,7 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
 
     def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the store's loop and wait for it from this thread."""
-        loop = self.loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            coro.close()
-            raise asyncio.InvalidStateError(
-                "synchronous calls to AsyncPostgresStore are only allowed from a "
-                "different thread than its event loop's: in async code, use "
-                "the a-prefixed methods (await store.aget(...), aput, asearch)"
-            )
-        if loop.is_closed() or not loop.is_running():
-            coro.close()
-            raise RuntimeError(_loop_gone("is not running"))
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, loop)
-        except RuntimeError as error:  # closed since we looked
-            coro.close()
-            raise RuntimeError(_loop_gone("is not running")) from error
-        # Wait for the result, but look now and then whether the loop still
-        # runs: one that stops (or closes) during the call never answers.
-        while True:
-            try:
-                future.exception(timeout=LOOP_CHECK_INTERVAL)
-            except concurrent.futures.TimeoutError:
-                if loop.is_running():
-                    continue
-                if loop.is_closed():
-                    if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
-                        coro.close()  # never started: no "never awaited" warning
-                else:
-                    future.cancel()  # should the loop run again, nothing resumes
-                raise RuntimeError(
-                    _loop_gone("stopped before the call finished")
-                ) from None
-            return future.result()
+        return run_on_loop(self.loop, coro, _CLIENT)
 
     # -- setup -----------------------------------------------------------------
 
