@@ -459,3 +459,18 @@ def test_an_ivfflat_index_waits_for_data(vector_db_uri: str) -> None:
         fill(store, texts)
         store.setup()
         assert built()
+
+
+def test_a_provider_string_without_langchain_says_what_to_install(db_uri: str) -> None:
+    """Loading a model by name needs LangChain (the [embeddings] extra): the
+    store says so when it is built, before any I/O."""
+    try:
+        import langchain  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("langchain is installed here: the error path cannot be seen")
+    config = {"dims": 1536, "embed": "openai:text-embedding-3-small"}
+    with psycopg.connect(db_uri) as conn:
+        with pytest.raises(ValueError, match="langchain"):
+            PostgresStore(conn, index=config)  # type: ignore[arg-type]
