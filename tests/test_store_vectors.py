@@ -474,3 +474,36 @@ def test_a_provider_string_without_langchain_says_what_to_install(db_uri: str) -
     with psycopg.connect(db_uri) as conn:
         with pytest.raises(ValueError, match="langchain"):
             PostgresStore(conn, index=config)  # type: ignore[arg-type]
+
+
+def test_field_paths(vector_db_uri: str) -> None:
+    """Each kind of path in ``fields`` embeds what it names, and names its
+    vectors as the existing package does (``path.i`` for several texts)."""
+    value = {
+        "meta": {"title": "apple pie"},
+        "tags": ["kilo", "lima", "mike"],
+        "parts": [{"text": "oscar"}, {"text": "papa"}],
+    }
+    config = index_config(
+        fields=["meta.title", "tags[-1]", "tags[*]", "parts[*].text", "{meta,tags}"]
+    )
+    with PostgresStore.from_conn_string(vector_db_uri, index=config) as store:
+        store.setup()
+        store.put(("docs",), "a", value)
+        fields = [row[2] for row in vector_rows(vector_db_uri)]
+        assert sorted(fields) == sorted(
+            [
+                "meta.title",
+                "tags[-1]",
+                "tags[*].0",
+                "tags[*].1",
+                "tags[*].2",
+                "parts[*].text.0",
+                "parts[*].text.1",
+                "{meta,tags}.0",
+                "{meta,tags}.1",
+            ]
+        )
+        for query in ("apple pie", "mike", "papa"):
+            best = store.search(("docs",), query=query)[0]
+            assert best.score == pytest.approx(1.0, abs=1e-4), query
