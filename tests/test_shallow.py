@@ -46,7 +46,10 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from langgraph.checkpoint.postgres import PostgresSaver, ShallowPostgresSaver
-from langgraph.checkpoint.postgres.aio import AsyncShallowPostgresSaver
+from langgraph.checkpoint.postgres.aio import (
+    AsyncPostgresSaver,
+    AsyncShallowPostgresSaver,
+)
 from langgraph.checkpoint.postgres.base import (
     BasePostgresSaver,
     IncompatibleSchemaError,
@@ -882,6 +885,28 @@ async def test_setup_accepts_migrations_a_regular_setup_added(shallow_uri: str) 
         await call(saver, "setup")
         stored = await call(saver, "put", config("t"), checkpoint({}), {}, {})
         assert (await call(saver, "get_tuple", config("t"))).config == stored
+
+
+@pytest.mark.parametrize("kind", ["conn", "aconn"])
+async def test_postgres_saver_setup_refuses_the_shallow_layout(
+    shallow_uri: str, kind: str
+) -> None:
+    """The other way round: PostgresSaver's setup() leaves a shallow database
+    as it is (migrating it would leave tables neither saver can use)."""
+    async with any_saver("apool", shallow_uri) as saver:
+        await call(saver, "put", config("t"), checkpoint({"a": 1}), {}, {"a": "1"})
+    before = dump(shallow_uri)
+    regular: Any
+    if kind == "conn":
+        with PostgresSaver.from_conn_string(shallow_uri) as regular:
+            with pytest.raises(IncompatibleSchemaError) as refused:
+                regular.setup()
+    else:
+        async with AsyncPostgresSaver.from_conn_string(shallow_uri) as regular:
+            with pytest.raises(IncompatibleSchemaError) as refused:
+                await regular.setup()
+    assert "layout of the shallow savers" in str(refused.value)
+    assert dump(shallow_uri) == before
 
 
 def _copy_latest(source: ShallowPostgresSaver, target: PostgresSaver) -> int:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
+from dataclasses import dataclass
+
+from langgraph.checkpoint.postgres._pg.errors import IncompatibleSchemaError
 from langgraph.checkpoint.postgres._pg.migrations import Migrations, OnlineBuild
+from langgraph.checkpoint.postgres._pg.statement import Statement, Steps
 from langgraph.checkpoint.postgres._sql import render
 
 #: Migrations by version number, as templates (see `render`): entry ``v``
@@ -94,8 +99,42 @@ ONLINE_INDEX_BUILDS: dict[int, OnlineBuild] = {
 #: across processes (an arbitrary constant; "lgcp" in ASCII).
 SETUP_LOCK_KEY = 0x6C676370
 
+# Whether `checkpoints` exists without a `checkpoint_id` column: the shallow
+# savers' layout of the same table names.
+SHALLOW_LAYOUT_SQL = """
+SELECT to_regclass(%(table)s) IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM pg_attribute
+    WHERE attrelid = to_regclass(%(table)s)
+        AND attname = 'checkpoint_id'
+        AND NOT attisdropped
+)
+"""
+
+
+@dataclass(frozen=True)
+class SaverMigrations(Migrations):
+    """The savers' history, whose ``setup()`` first makes sure the tables it
+    finds are not the shallow savers' (same names, other columns): migrating
+    them would leave tables neither kind of saver can use."""
+
+    def steps(
+        self, schema: str | None, *, online: bool, built: Container[int]
+    ) -> Steps:
+        table = self.render("$checkpoints", schema)
+        rows = yield Statement(SHALLOW_LAYOUT_SQL, {"table": table}, True)
+        if rows and rows[0][0]:
+            raise IncompatibleSchemaError(
+                f"{table} has the layout of the shallow savers (no checkpoint_id "
+                "column), not PostgresSaver's layout of the same table names: "
+                'give PostgresSaver a database or schema="..." of its own (and '
+                'run graphs with durability="exit" to keep one checkpoint per '
+                "run), or keep using ShallowPostgresSaver on this one"
+            )
+        return (yield from super().steps(schema, online=online, built=built))
+
+
 #: What the savers' ``setup()`` runs.
-SAVER_MIGRATIONS = Migrations(
+SAVER_MIGRATIONS = SaverMigrations(
     templates=MIGRATION_TEMPLATES,
     versions_table="checkpoint_migrations",
     render=render,
