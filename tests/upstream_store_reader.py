@@ -100,7 +100,8 @@ def main() -> None:
     from langgraph.store.postgres import PostgresStore
 
     module = Path(package.__file__).resolve()
-    if REPO in module.parents:
+    # Our source tree, not the repository: a virtualenv may sit inside it.
+    if REPO / "langgraph" in module.parents:
         sys.exit(f"imported our own package ({module}), not {PACKAGE}")
 
     request = json.load(sys.stdin)
