@@ -864,6 +864,28 @@ async def test_setup_refuses_a_newer_database_and_leaves_it_alone(
     assert _layout(db_uri) == before
 
 
+@pytest.mark.parametrize("kind", ["conn", "aconn"])
+async def test_a_newer_history_is_refused_before_any_other_is_migrated(
+    db_uri: str, kind: str
+) -> None:
+    """store_migrations behind (at 1) and store_ext_migrations newer: setup()
+    refuses without first bringing store_migrations up to date."""
+    with _observer(db_uri) as conn:
+        conn.execute("DELETE FROM store_migrations WHERE v > 1")
+        conn.execute(
+            "INSERT INTO store_ext_migrations (v) VALUES (%s)",
+            (NEWER["store_ext_migrations"],),
+        )
+    before = _layout(db_uri)
+    async with open_api(kind, db_uri) as api:
+        with pytest.raises(IncompatibleSchemaError):
+            await api.setup()
+    assert _layout(db_uri) == before
+    with _observer(db_uri) as conn:
+        versions = [v for (v,) in conn.execute("SELECT v FROM store_migrations")]
+    assert sorted(versions) == [0, 1]
+
+
 async def test_setup_refuses_a_newer_database_on_a_callers_connection(
     db_uri: str,
 ) -> None:

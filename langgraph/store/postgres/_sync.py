@@ -232,8 +232,9 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
         next start) builds it.
         """
         try:
-            for migrations in self._migrations():
-                self._db.migrate(migrations, self.schema)
+            # All histories are checked for a newer version before any is
+            # migrated: a refusal leaves the database as it was.
+            self._db.migrate(self._migrations(), self.schema)
             ready = self._ivfflat_statement()
             if ready is not None and (self._fetch(ready))[0][0]:
                 self._db.migrate(self._ivfflat_migrations(), self.schema)

@@ -237,8 +237,9 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
     async def setup(self) -> None:
         """Create or update the store's tables; see ``PostgresStore.setup``."""
         try:
-            for migrations in self._migrations():
-                await self._db.migrate(migrations, self.schema)
+            # All histories are checked for a newer version before any is
+            # migrated: a refusal leaves the database as it was.
+            await self._db.migrate(self._migrations(), self.schema)
             ready = self._ivfflat_statement()
             if ready is not None and (await self._fetch(ready))[0][0]:
                 await self._db.migrate(self._ivfflat_migrations(), self.schema)

@@ -11,7 +11,7 @@ connection died and runs the client's migrations. The async twin,
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 from types import TracebackType
@@ -29,7 +29,7 @@ from langgraph.checkpoint.postgres._pg.errors import (
     replacement_error,
 )
 from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
-from langgraph.checkpoint.postgres._pg.migrate import migrate
+from langgraph.checkpoint.postgres._pg.migrate import migrate, refuse_newer
 from langgraph.checkpoint.postgres._pg.migrations import Migrations
 from langgraph.checkpoint.postgres._pg.options import (
     CONNECTION_KWARGS,
@@ -153,15 +153,22 @@ class Access:
             self.source.check()
         return call()
 
-    def migrate(self, migrations: Migrations, schema: str | None) -> None:
-        """Bring the database up to the latest version of ``migrations`` in
-        ``schema`` (see :func:`.migrate.migrate`)."""
-        self.retrying(partial(self._migrate_once, migrations, schema))
+    def migrate(
+        self, migrations: Migrations | Sequence[Migrations], schema: str | None
+    ) -> None:
+        """Bring the database up to the latest version of ``migrations`` (one
+        history, or several applied in turn, all checked first) in ``schema``
+        (see :func:`.migrate.migrate`)."""
+        histories = [migrations] if isinstance(migrations, Migrations) else migrations
+        self.retrying(partial(self._migrate_once, list(histories), schema))
 
-    def _migrate_once(self, migrations: Migrations, schema: str | None) -> None:
+    def _migrate_once(self, histories: list[Migrations], schema: str | None) -> None:
         # Unbounded by a timeout: building an index may take minutes.
         with self.connection(None) as conn:
-            migrate(conn, migrations, schema, pipelined=self.pipe is not None)
+            if len(histories) > 1:
+                refuse_newer(conn, histories, schema)
+            for migrations in histories:
+                migrate(conn, migrations, schema, pipelined=self.pipe is not None)
             self.sync()
 
 

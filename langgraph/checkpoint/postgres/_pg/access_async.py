@@ -7,7 +7,7 @@ timer on the event loop instead of the watchdog thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from functools import partial
 from types import TracebackType
@@ -25,7 +25,7 @@ from langgraph.checkpoint.postgres._pg.errors import (
     replacement_error,
 )
 from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
-from langgraph.checkpoint.postgres._pg.migrate_async import migrate
+from langgraph.checkpoint.postgres._pg.migrate_async import migrate, refuse_newer
 from langgraph.checkpoint.postgres._pg.migrations import Migrations
 from langgraph.checkpoint.postgres._pg.options import (
     CONNECTION_KWARGS,
@@ -143,15 +143,24 @@ class Access:
             await self.source.check()
         return await call()
 
-    async def migrate(self, migrations: Migrations, schema: str | None) -> None:
-        """Bring the database up to the latest version of ``migrations`` in
-        ``schema`` (see :func:`.migrate_async.migrate`)."""
-        await self.retrying(partial(self._migrate_once, migrations, schema))
+    async def migrate(
+        self, migrations: Migrations | Sequence[Migrations], schema: str | None
+    ) -> None:
+        """Bring the database up to the latest version of ``migrations`` (one
+        history, or several applied in turn, all checked first) in ``schema``
+        (see :func:`.migrate_async.migrate`)."""
+        histories = [migrations] if isinstance(migrations, Migrations) else migrations
+        await self.retrying(partial(self._migrate_once, list(histories), schema))
 
-    async def _migrate_once(self, migrations: Migrations, schema: str | None) -> None:
+    async def _migrate_once(
+        self, histories: list[Migrations], schema: str | None
+    ) -> None:
         # Unbounded by a timeout: building an index may take minutes.
         async with self.connection(None) as conn:
-            await migrate(conn, migrations, schema, pipelined=self.pipe is not None)
+            if len(histories) > 1:
+                await refuse_newer(conn, histories, schema)
+            for migrations in histories:
+                await migrate(conn, migrations, schema, pipelined=self.pipe is not None)
             await self.sync()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,6 +57,16 @@ def migrate(
             if not online or collisions > MAX_BUILD_COLLISIONS:
                 raise
             time.sleep(collision_pause(collisions))
+
+
+def refuse_newer(
+    conn: Connection[Any], histories: Sequence[Migrations], schema: str | None
+) -> None:
+    """Raise :class:`IncompatibleSchemaError` if any of ``histories`` is
+    newer in the database than this package knows, before any is migrated."""
+    with conn.transaction():
+        for migrations in histories:
+            run_steps(conn, migrations.version_check(schema))
 
 
 def run_steps(conn: Connection[Any], steps: Steps) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -50,6 +50,16 @@ async def migrate(
             if not online or collisions > MAX_BUILD_COLLISIONS:
                 raise
             await asyncio.sleep(collision_pause(collisions))
+
+
+async def refuse_newer(
+    conn: AsyncConnection[Any], histories: Sequence[Migrations], schema: str | None
+) -> None:
+    """Raise :class:`IncompatibleSchemaError` if any of ``histories`` is
+    newer in the database than this package knows, before any is migrated."""
+    async with conn.transaction():
+        for migrations in histories:
+            await run_steps(conn, migrations.version_check(schema))
 
 
 async def run_steps(conn: AsyncConnection[Any], steps: Steps) -> Any:

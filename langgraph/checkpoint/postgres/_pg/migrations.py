@@ -32,6 +32,7 @@ CREATE_VERSIONS_SQL = "CREATE TABLE IF NOT EXISTS {versions} (v INTEGER PRIMARY 
 CURRENT_VERSION_SQL = "SELECT max(v) FROM {versions}"
 RECORD_VERSION_SQL = "INSERT INTO {versions} (v) VALUES (%(v)s)"
 TABLE_POPULATED_SQL = "SELECT EXISTS (SELECT 1 FROM {table})"
+TABLE_EXISTS_SQL = "SELECT to_regclass(%(table)s) IS NOT NULL"
 
 
 # Whether an index exists, is valid, and whether some session is building it
@@ -132,6 +133,20 @@ class Migrations:
             )
         start = 0 if current is None else current + 1
         return [(v, self.templates[v]) for v in range(start, len(self.templates))]
+
+    def version_check(self, schema: str | None) -> Steps:
+        """Raise :class:`IncompatibleSchemaError` if the database is newer
+        than this package knows; change nothing. Several histories (the
+        store's) are all checked before any of them is migrated, so that a
+        refusal leaves the database as it was."""
+        versions = self.render("$" + self.versions_table, schema)
+        rows = yield Statement(TABLE_EXISTS_SQL, {"table": versions}, True)
+        if not (rows and rows[0][0]):
+            return None
+        current_version = CURRENT_VERSION_SQL.format(versions="$" + self.versions_table)
+        rows = yield Statement(self.render(current_version, schema), {}, True)
+        self.pending(rows[0][0] if rows else None)
+        return None
 
     def steps(
         self, schema: str | None, *, online: bool, built: Container[int]
