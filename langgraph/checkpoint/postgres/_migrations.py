@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
-from dataclasses import dataclass
-
-from langgraph.checkpoint.postgres._pg.errors import IncompatibleSchemaError
-from langgraph.checkpoint.postgres._pg.migrations import Migrations, OnlineBuild
-from langgraph.checkpoint.postgres._pg.statement import Statement, Steps
+from langgraph.checkpoint.postgres._pg.migrations import (
+    LayoutGuard,
+    Migrations,
+    OnlineBuild,
+)
 from langgraph.checkpoint.postgres._sql import render
 
 #: Migrations by version number, as templates (see `render`): entry ``v``
@@ -111,33 +110,24 @@ SELECT to_regclass(%(table)s) IS NOT NULL AND NOT EXISTS (
 """
 
 
-@dataclass(frozen=True)
-class SaverMigrations(Migrations):
-    """The savers' history, whose ``setup()`` first makes sure the tables it
-    finds are not the shallow savers' (same names, other columns): migrating
-    them would leave tables neither kind of saver can use."""
-
-    def steps(
-        self, schema: str | None, *, online: bool, built: Container[int]
-    ) -> Steps:
-        table = self.render("$checkpoints", schema)
-        rows = yield Statement(SHALLOW_LAYOUT_SQL, {"table": table}, True)
-        if rows and rows[0][0]:
-            raise IncompatibleSchemaError(
-                f"{table} has the layout of the shallow savers (no checkpoint_id "
-                "column), not PostgresSaver's layout of the same table names: "
-                'give PostgresSaver a database or schema="..." of its own (and '
-                'run graphs with durability="exit" to keep one checkpoint per '
-                "run), or keep using ShallowPostgresSaver on this one"
-            )
-        return (yield from super().steps(schema, online=online, built=built))
+#: The shallow savers' layout, which PostgresSaver's setup() refuses.
+SHALLOW_LAYOUT = LayoutGuard(
+    "$checkpoints",
+    SHALLOW_LAYOUT_SQL,
+    "{table} has the layout of the shallow savers (no checkpoint_id column), "
+    "not PostgresSaver's layout of the same table names: give PostgresSaver a "
+    'database or schema="..." of its own (and run graphs with '
+    'durability="exit" to keep one checkpoint per run), or keep using '
+    "ShallowPostgresSaver on this one",
+)
 
 
 #: What the savers' ``setup()`` runs.
-SAVER_MIGRATIONS = SaverMigrations(
+SAVER_MIGRATIONS = Migrations(
     templates=MIGRATION_TEMPLATES,
     versions_table="checkpoint_migrations",
     render=render,
     lock_key=SETUP_LOCK_KEY,
     online_builds=ONLINE_INDEX_BUILDS,
+    refuses=SHALLOW_LAYOUT,
 )

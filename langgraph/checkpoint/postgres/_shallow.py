@@ -16,7 +16,7 @@ import functools
 import os
 import sys
 import warnings
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,9 +32,8 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.types import TASKS
 
 from langgraph.checkpoint.postgres._migrations import SETUP_LOCK_KEY
-from langgraph.checkpoint.postgres._pg.errors import IncompatibleSchemaError
-from langgraph.checkpoint.postgres._pg.migrations import Migrations
-from langgraph.checkpoint.postgres._pg.statement import Statement, Steps
+from langgraph.checkpoint.postgres._pg.migrations import LayoutGuard, Migrations
+from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._rows import (
     checkpoint_config,
     sorted_writes,
@@ -115,8 +114,8 @@ SELECT EXISTS (
 
 @dataclass(frozen=True)
 class ShallowMigrations(Migrations):
-    """The shallow layout's history, whose ``setup()`` first makes sure the
-    tables it finds are not the regular savers'."""
+    """The shallow layout's history, which accepts the versions a regular
+    saver's ``setup()`` recorded on it."""
 
     def pending(self, current: int | None) -> list[tuple[int, str]]:
         # A version past 7 on a shallow layout means a regular saver's
@@ -126,20 +125,16 @@ class ShallowMigrations(Migrations):
             return []
         return super().pending(current)
 
-    def steps(
-        self, schema: str | None, *, online: bool, built: Container[int]
-    ) -> Steps:
-        table = self.render("$checkpoints", schema)
-        rows = yield Statement(REGULAR_LAYOUT_SQL, {"table": table}, True)
-        if rows and rows[0][0]:
-            raise IncompatibleSchemaError(
-                f"{table} has the layout of PostgresSaver (a checkpoint_id "
-                "column), not the shallow savers' own layout of the same table "
-                "names. Use PostgresSaver on this database, running the graph "
-                'with durability="exit"; or give the shallow saver a database '
-                'or schema="..." of its own'
-            )
-        return (yield from super().steps(schema, online=online, built=built))
+
+#: PostgresSaver's layout, which the shallow savers' setup() refuses.
+REGULAR_LAYOUT = LayoutGuard(
+    "$checkpoints",
+    REGULAR_LAYOUT_SQL,
+    "{table} has the layout of PostgresSaver (a checkpoint_id column), not the "
+    "shallow savers' own layout of the same table names. Use PostgresSaver on "
+    'this database, running the graph with durability="exit"; or give the '
+    'shallow saver a database or schema="..." of its own',
+)
 
 
 #: What the shallow savers' ``setup()`` runs. Its advisory lock is the
@@ -149,6 +144,7 @@ SHALLOW_MIGRATIONS = ShallowMigrations(
     versions_table="checkpoint_migrations",
     render=render,
     lock_key=SETUP_LOCK_KEY,
+    refuses=REGULAR_LAYOUT,
 )
 
 # -- statements --------------------------------------------------------------

@@ -73,6 +73,19 @@ def collision_pause(collisions: int) -> float:
     return random.uniform(0.5, 1.5) * INDEX_POLL_SECONDS * 2 ** min(collisions, 3)
 
 
+class LayoutGuard(NamedTuple):
+    """Another layout of the same table names, which a history must refuse
+    to migrate (it would leave tables neither layout's clients can use)."""
+
+    #: The table whose shape tells the layouts apart (a template).
+    table: str
+    #: A query of one boolean, true on the other layout; ``%(table)s`` is
+    #: the rendered table name.
+    sql: str
+    #: The error's message; ``{table}`` is the rendered table name.
+    message: str
+
+
 class OnlineBuild(NamedTuple):
     """How to apply a migration that builds an index on a populated table
     without locking out its writers (templates, as the migrations are)."""
@@ -100,7 +113,9 @@ class Migrations:
     migrations to apply outside a transaction on a populated table.
     ``newest_known``, when set, is a version past the templates that this
     package knows but leaves unapplied (a step another configuration
-    takes): a database there is not refused as newer.
+    takes): a database there is not refused as newer. ``refuses``, when
+    set, is another layout of the same tables that ``setup()`` refuses,
+    leaving it unchanged.
     """
 
     templates: Sequence[str]
@@ -109,6 +124,7 @@ class Migrations:
     lock_key: int
     online_builds: Mapping[int, OnlineBuild] = field(default_factory=dict)
     newest_known: int | None = None
+    refuses: LayoutGuard | None = None
 
     @property
     def latest(self) -> int:
@@ -165,6 +181,11 @@ class Migrations:
         render = self.render
         versions = "$" + self.versions_table
         yield Statement(SETUP_LOCK_SQL, {"key": self.lock_key})
+        if self.refuses is not None:
+            table = render(self.refuses.table, schema)
+            rows = yield Statement(self.refuses.sql, {"table": table}, True)
+            if rows and rows[0][0]:
+                raise IncompatibleSchemaError(self.refuses.message.format(table=table))
         if schema is not None:
             rows = yield Statement(SCHEMA_EXISTS_SQL, {"schema": schema}, True)
             # Only create what is missing: CREATE SCHEMA IF NOT EXISTS needs
