@@ -34,7 +34,11 @@ from langgraph.checkpoint.postgres._pg.access_async import (
     connect,
 )
 from langgraph.checkpoint.postgres._pg.cursors import Role
-from langgraph.checkpoint.postgres._pg.loop_bridge import AsyncClient, run_on_loop
+from langgraph.checkpoint.postgres._pg.loop_bridge import (
+    AsyncClient,
+    followed_loop,
+    run_on_loop,
+)
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
@@ -388,11 +392,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
     # -- helpers -----------------------------------------------------------
 
     def _remember_loop(self) -> None:
-        # A saver whose loop has stopped (pytest-asyncio's loop per test, a
-        # second asyncio.run) follows the loop it is now used in, so that its
-        # sync methods run there.
-        if self.loop is None or not self.loop.is_running():
-            self.loop = asyncio.get_running_loop()
+        self.loop = followed_loop(self.loop)
 
     def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the saver's loop and wait for it from this thread."""

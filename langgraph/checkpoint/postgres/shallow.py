@@ -34,7 +34,11 @@ from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._pg import access, access_async
 from langgraph.checkpoint.postgres._pg.cursors import Role
-from langgraph.checkpoint.postgres._pg.loop_bridge import AsyncClient, run_on_loop
+from langgraph.checkpoint.postgres._pg.loop_bridge import (
+    AsyncClient,
+    followed_loop,
+    run_on_loop,
+)
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._shallow import (
@@ -276,11 +280,7 @@ class AsyncShallowPostgresSaver(BaseShallowSaver):
     # -- I/O (see ShallowPostgresSaver) ------------------------------------
 
     def _remember_loop(self) -> None:
-        # A saver whose loop has stopped (a second asyncio.run, a loop per
-        # test) follows the loop it is used in now, where its sync methods
-        # then run.
-        if self.loop is None or not self.loop.is_running():
-            self.loop = asyncio.get_running_loop()
+        self.loop = followed_loop(self.loop)
 
     def _cursor(self, role: Role) -> access_async.CallCursor:
         self._remember_loop()

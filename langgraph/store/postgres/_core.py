@@ -68,6 +68,10 @@ class PgvectorMissingError(RuntimeError):
     """The server has no pgvector, which an ``index=`` config needs."""
 
 
+#: What the server says when ``CREATE EXTENSION vector`` cannot work.
+PGVECTOR_MISSING = (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported)
+
+
 def pgvector_missing(error: psycopg.Error) -> PgvectorMissingError:
     return PgvectorMissingError(
         "the store's index= config needs the pgvector extension, which this "
@@ -126,11 +130,11 @@ class BasePostgresStore(Generic[C]):
         self.timeout = check_timeout(timeout)
         self.ttl_config = check_ttl_config(ttl)
         self._deserializer = deserializer
-        self._index = None if index is None else VectorIndex.from_config(index)
-        if index is None or self._index is None:
-            self.index_config = None
-            self.embeddings = None
-        else:
+        self._index: VectorIndex | None = None
+        self.index_config = None
+        self.embeddings = None
+        if index is not None:
+            self._index = VectorIndex.from_config(index)
             self.index_config = legacy_index_config(index, self._index)
             self.embeddings = make_embeddings(index)
         self._settings = StoreSettings(

@@ -187,14 +187,13 @@ USING unnest(%(prefixes)b::text[], %(keys)b::text[]) AS d(prefix, key)
 WHERE s.prefix = d.prefix AND s.key = d.key
 """
 
-#: Insert or replace items. ``ttls`` are minutes (NULL: no expiry).
-UPSERT_ITEMS_SQL = """
+#: What an upsert of items writes, and over an item already there (which
+#: keeps its created_at).
+_INSERT_ITEMS = """
 INSERT INTO $store AS s (prefix, key, value, created_at, updated_at, expires_at,
     ttl_minutes, ttl_seconds)
-SELECT u.prefix, u.key, u.value::jsonb, now(), now(),
-    now() + make_interval(secs => u.ttl * 60), ceil(u.ttl)::integer, u.ttl * 60
-FROM unnest(%(prefixes)b::text[], %(keys)b::text[], %(values)b::text[],
-    %(ttls)s::float8[]) AS u(prefix, key, value, ttl)
+"""
+_REPLACE_ITEMS = """
 ON CONFLICT (prefix, key) DO UPDATE SET
     value = EXCLUDED.value,
     updated_at = now(),
@@ -203,20 +202,24 @@ ON CONFLICT (prefix, key) DO UPDATE SET
     ttl_seconds = EXCLUDED.ttl_seconds
 """
 
+#: Insert or replace items. ``ttls`` are minutes (NULL: no expiry).
+UPSERT_ITEMS_SQL = (
+    _INSERT_ITEMS
+    + """SELECT u.prefix, u.key, u.value::jsonb, now(), now(),
+    now() + make_interval(secs => u.ttl * 60), ceil(u.ttl)::integer, u.ttl * 60
+FROM unnest(%(prefixes)b::text[], %(keys)b::text[], %(values)b::text[],
+    %(ttls)s::float8[]) AS u(prefix, key, value, ttl)"""
+    + _REPLACE_ITEMS
+)
+
 #: Insert or replace one item: a put's usual batch. A one-row ``VALUES``
 #: costs the server less than reading arrays; ``{expiry}`` is
 #: :data:`EXPIRES` or :data:`NEVER_EXPIRES`.
-UPSERT_ITEM_SQL = """
-INSERT INTO $store AS s (prefix, key, value, created_at, updated_at, expires_at,
-    ttl_minutes, ttl_seconds)
-VALUES (%(prefix)s, %(key)s, %(value)s::jsonb, now(), now(), {expiry})
-ON CONFLICT (prefix, key) DO UPDATE SET
-    value = EXCLUDED.value,
-    updated_at = now(),
-    expires_at = EXCLUDED.expires_at,
-    ttl_minutes = EXCLUDED.ttl_minutes,
-    ttl_seconds = EXCLUDED.ttl_seconds
-"""
+UPSERT_ITEM_SQL = (
+    _INSERT_ITEMS
+    + "VALUES (%(prefix)s, %(key)s, %(value)s::jsonb, now(), now(), {expiry})"
+    + _REPLACE_ITEMS
+)
 EXPIRES = "now() + make_interval(secs => %(seconds)s), %(minutes)s, %(seconds)s"
 NEVER_EXPIRES = "NULL, NULL, NULL"
 

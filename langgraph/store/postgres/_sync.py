@@ -8,6 +8,7 @@ connection is borrowed, so a slow embedding model never holds one.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import threading
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-import psycopg
 from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 from psycopg import Capabilities, Connection, Pipeline
 from psycopg.pq import TransactionStatus
@@ -28,6 +28,7 @@ from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
 from langgraph.store.postgres._core import (
     NOT_SET_UP,
+    PGVECTOR_MISSING,
     SWEEP_BATCH,
     BasePostgresStore,
     not_set_up,
@@ -36,8 +37,6 @@ from langgraph.store.postgres._core import (
 from langgraph.store.postgres._plan import Planned
 
 logger = logging.getLogger("langgraph.store.postgres")
-
-_PGVECTOR_MISSING = (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported)
 
 
 class PostgresStore(BaseStore, BasePostgresStore[Conn]):
@@ -145,8 +144,6 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """:meth:`batch` on a worker thread, so the event loop runs on."""
-        import asyncio
-
         return await asyncio.get_running_loop().run_in_executor(None, self.batch, ops)
 
     # -- I/O -------------------------------------------------------------------
@@ -238,7 +235,7 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
             ready = self._ivfflat_statement()
             if ready is not None and (self._fetch(ready))[0][0]:
                 self._db.migrate(self._ivfflat_migrations(), self.schema)
-        except _PGVECTOR_MISSING as exc:
+        except PGVECTOR_MISSING as exc:
             raise pgvector_missing(exc) from exc
         if self._index is not None:
             self._check_embedding_type(self._fetch(self._embedding_type_statement()))

@@ -33,17 +33,13 @@ def write_statements(
     upserts = [op for op in puts if op.value is not None]
     statements = []
     if deletes:
-        params: dict[str, list[Any]] = {
-            "prefixes": [namespace_text(op.namespace) for op in deletes],
-            "keys": [op.key for op in deletes],
-        }
-        statements.append(Statement(render(_sql.DELETE_ITEMS_SQL, schema), params))
+        deleted = _item_ids(deletes)
+        statements.append(Statement(render(_sql.DELETE_ITEMS_SQL, schema), deleted))
     if len(upserts) == 1:
         statements.append(_upsert_one(settings, upserts[0]))
     elif upserts:
-        params = {
-            "prefixes": [namespace_text(op.namespace) for op in upserts],
-            "keys": [op.key for op in upserts],
+        params: dict[str, list[Any]] = {
+            **_item_ids(upserts),
             "values": [dumps(op.value).decode() for op in upserts],
             "ttls": [op.ttl for op in upserts],
         }
@@ -51,6 +47,14 @@ def write_statements(
     if upserts and settings.index is not None:
         statements += _vector_statements(settings, upserts, documents, document_vectors)
     return statements
+
+
+def _item_ids(ops: Sequence[PutOp]) -> dict[str, list[Any]]:
+    """The ``prefixes`` and ``keys`` parameters naming the items of ``ops``."""
+    return {
+        "prefixes": [namespace_text(op.namespace) for op in ops],
+        "keys": [op.key for op in ops],
+    }
 
 
 def _upsert_one(settings: StoreSettings, op: PutOp) -> Statement:
@@ -77,12 +81,8 @@ def _vector_statements(
 ) -> list[Statement]:
     index = settings.index
     assert index is not None
-    rewritten = {
-        "prefixes": [namespace_text(op.namespace) for op in upserts],
-        "keys": [op.key for op in upserts],
-    }
     delete = _sql.render(_sql.DELETE_VECTORS_SQL, settings.schema)
-    statements = [Statement(delete, rewritten)]
+    statements = [Statement(delete, _item_ids(upserts))]
     if documents:
         params = {
             "prefixes": [d.prefix for d in documents],

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
 
-import psycopg
 from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 from psycopg import AsyncConnection, AsyncPipeline, Capabilities
 from psycopg.pq import TransactionStatus
@@ -27,12 +26,17 @@ from langgraph.checkpoint.postgres._pg.access_async import (
     new_cursor,
 )
 from langgraph.checkpoint.postgres._pg.cursors import Role
-from langgraph.checkpoint.postgres._pg.loop_bridge import AsyncClient, run_on_loop
+from langgraph.checkpoint.postgres._pg.loop_bridge import (
+    AsyncClient,
+    followed_loop,
+    run_on_loop,
+)
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
 from langgraph.store.postgres._core import (
     NOT_SET_UP,
+    PGVECTOR_MISSING,
     SWEEP_BATCH,
     BasePostgresStore,
     not_set_up,
@@ -46,7 +50,6 @@ logger = logging.getLogger("langgraph.store.postgres")
 
 T = TypeVar("T")
 
-_PGVECTOR_MISSING = (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported)
 
 _CLIENT = AsyncClient("AsyncPostgresStore", "PostgresStore", "aget, aput, asearch")
 
@@ -129,10 +132,7 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run ``ops`` in one transaction; reads see the store as it was
         before the batch's writes."""
-        if not self.loop.is_running():
-            # Its loop has stopped (a second asyncio.run, a loop per test):
-            # the store follows the loop it is used in, for its sync methods.
-            self.loop = asyncio.get_running_loop()
+        self.loop = followed_loop(self.loop)
         plan = self._plan(ops)
         documents: list[Any] = []
         queries: list[Any] = []
@@ -243,7 +243,7 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
             ready = self._ivfflat_statement()
             if ready is not None and (await self._fetch(ready))[0][0]:
                 await self._db.migrate(self._ivfflat_migrations(), self.schema)
-        except _PGVECTOR_MISSING as exc:
+        except PGVECTOR_MISSING as exc:
             raise pgvector_missing(exc) from exc
         if self._index is not None:
             self._check_embedding_type(

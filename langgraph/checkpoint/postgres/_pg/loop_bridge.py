@@ -33,6 +33,17 @@ class AsyncClient(NamedTuple):
     async_methods: str
 
 
+def followed_loop(
+    loop: asyncio.AbstractEventLoop | None,
+) -> asyncio.AbstractEventLoop:
+    """The loop an async client's sync methods run on, as seen from one of
+    its coroutines: the one it remembers, unless that has stopped (a second
+    ``asyncio.run``, a loop per test); then the loop it is used in now."""
+    if loop is None or not loop.is_running():
+        return asyncio.get_running_loop()
+    return loop
+
+
 def run_on_loop(
     loop: asyncio.AbstractEventLoop | None,
     coro: Coroutine[Any, Any, T],
