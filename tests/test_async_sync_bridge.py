@@ -15,7 +15,7 @@ import asyncio
 import operator
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Annotated, Any, TypedDict, TypeVar
 
@@ -26,12 +26,10 @@ from langgraph.graph import END, START, StateGraph
 from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from tests.loop_thread import GUARD, LoopThread, client_on_loop
 from tests.savers import ASYNC_KINDS, async_saver
 
 T = TypeVar("T")
-
-# Generous: the calls take milliseconds; this only bounds a regression.
-GUARD = 20.0
 
 
 def _in_thread(call: Callable[[], T], timeout: float = GUARD) -> T:
@@ -53,51 +51,13 @@ def _in_thread(call: Callable[[], T], timeout: float = GUARD) -> T:
     return outcome["result"]
 
 
-class LoopThread:
-    """An event loop running in a daemon thread, which the test can stop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.loop = loop or asyncio.new_event_loop()
-        self.thread: threading.Thread | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + GUARD
-        while not self.loop.is_running():
-            assert time.monotonic() < deadline, "the loop never started"
-            time.sleep(0.001)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(GUARD)
-
-    def stop(self) -> None:
-        assert self.thread is not None
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(GUARD)
-        assert not self.thread.is_alive(), "the loop did not stop"
-        self.thread = None
-
-
 @contextmanager
 def saver_on_loop(
     kind: str, uri: str
 ) -> Iterator[tuple[AsyncPostgresSaver, LoopThread]]:
     """An async saver of ``kind``, created in a loop running in another thread."""
-    loop = LoopThread()
-    stack = AsyncExitStack()
-    try:
-        saver = loop.run(stack.enter_async_context(async_saver(kind, uri)))
-        assert saver.loop is loop.loop
+    with client_on_loop(lambda: async_saver(kind, uri)) as (saver, loop):
         yield saver, loop
-    finally:
-        if loop.thread is None and not loop.loop.is_closed():
-            loop.start()
-        if loop.thread is not None:
-            loop.run(stack.aclose())
-            loop.stop()
-        loop.loop.close()
 
 
 def _config(thread_id: str) -> Any:

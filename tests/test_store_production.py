@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -55,6 +55,7 @@ from langgraph.store.postgres import AsyncPostgresStore, PostgresStore
 from langgraph.store.postgres._migrations import EXT_MIGRATIONS, STORE_MIGRATIONS
 from tests.conftest import Databases
 from tests.dbcheck import refuse_inserts
+from tests.loop_thread import GUARD, LoopThread, client_on_loop
 from tests.pgbouncer import (
     POOL_SIZE,
     PgBouncer,
@@ -80,9 +81,6 @@ RECOMMENDED: dict[str, Any] = {
 
 ALL_KINDS = SYNC_STORE_KINDS + ASYNC_STORE_KINDS
 POOL_KINDS = ["pool", "pool-defaults", "apool", "apool-defaults"]
-
-#: Generous: the calls take milliseconds; this only bounds a regression.
-GUARD = 20.0
 
 #: The store's tables, in the order they are dumped.
 STORE_TABLES = (
@@ -1570,51 +1568,13 @@ async def test_a_cancelled_async_call_leaves_the_store_usable(
 # -- the async store's sync methods ------------------------------------------------
 
 
-class LoopThread:
-    """An event loop running in a daemon thread, which the test can stop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread: threading.Thread | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + GUARD
-        while not self.loop.is_running():
-            assert time.monotonic() < deadline, "the loop never started"
-            time.sleep(0.001)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(GUARD)
-
-    def stop(self) -> None:
-        assert self.thread is not None
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(GUARD)
-        assert not self.thread.is_alive(), "the loop did not stop"
-        self.thread = None
-
-
 @contextmanager
 def store_on_loop(
     kind: str, uri: str
 ) -> Iterator[tuple[AsyncPostgresStore, LoopThread]]:
     """An async store of ``kind``, created in a loop running in another thread."""
-    loop = LoopThread()
-    stack = AsyncExitStack()
-    try:
-        store = loop.run(stack.enter_async_context(async_store(kind, uri)))
-        assert store.loop is loop.loop
+    with client_on_loop(lambda: async_store(kind, uri)) as (store, loop):
         yield store, loop
-    finally:
-        if loop.thread is None and not loop.loop.is_closed():
-            loop.start()
-        if loop.thread is not None:
-            loop.run(stack.aclose())
-            loop.stop()
-        loop.loop.close()
 
 
 def _use_every_sync_method(store: AsyncPostgresStore) -> dict[str, Any]:
