@@ -12,6 +12,7 @@ own caller.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,15 +29,23 @@ from tests.savers import async_saver, sync_saver
 WRITERS = 8
 # Long enough for every writer to start and queue its write.
 QUEUE_UP_SECONDS = 0.5
+# The writers take turns between these threads: writes group only with
+# writes of their own thread (on Citus, one statement per shard).
+THREADS = ("ta", "tb")
 
 
-def _put_args(thread_id: str) -> tuple[Any, ...]:
+def _put_args(writer: str) -> tuple[Any, ...]:
+    numbered = re.fullmatch(r"w(\d+)", writer)
+    thread_id = THREADS[int(numbered[1]) % len(THREADS)] if numbered else writer
     checkpoint = empty_checkpoint()
-    # A list goes to a blob row, so each put writes two tables.
-    checkpoint["channel_values"] = {"messages": [thread_id] * 3, "n": 1}
-    checkpoint["channel_versions"] = {"messages": "1", "n": "1"}
+    # A list goes to a blob row, so each put writes two tables; a version of
+    # the writer's own keeps the writes of one thread apart (a shared blob
+    # row would make them run one by one).
+    checkpoint["channel_values"] = {"messages": [writer] * 3, "n": 1}
+    versions = {"messages": writer, "n": writer}
+    checkpoint["channel_versions"] = versions
     config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    return config, checkpoint, {"source": "loop"}, {"messages": "1", "n": "1"}
+    return config, checkpoint, {"source": "loop", "writer": writer}, versions
 
 
 def _writer_ids(bad: bool) -> list[str]:
@@ -46,16 +55,19 @@ def _writer_ids(bad: bool) -> list[str]:
     return ids
 
 
-def _transactions(uri: str) -> dict[str, set[int]]:
-    """For each thread, the transactions that wrote its checkpoint and blobs."""
+def _transactions(uri: str) -> dict[str, set[tuple[str, int]]]:
+    """For each writer, the (thread, transaction) pairs that wrote its
+    checkpoint and its blob."""
     with psycopg.connect(uri) as conn:
         rows = conn.execute(
-            "SELECT thread_id, xmin::text::bigint FROM checkpoints"
-            " UNION ALL SELECT thread_id, xmin::text::bigint FROM checkpoint_blobs"
+            "SELECT metadata ->> 'writer', thread_id, xmin::text::bigint"
+            " FROM checkpoints"
+            " UNION ALL SELECT version, thread_id, xmin::text::bigint"
+            " FROM checkpoint_blobs"
         ).fetchall()
-    found: dict[str, set[int]] = {}
-    for thread_id, xid in rows:
-        found.setdefault(thread_id, set()).add(xid)
+    found: dict[str, set[tuple[str, int]]] = {}
+    for writer, thread_id, xid in rows:
+        found.setdefault(writer, set()).add((thread_id, xid))
     return found
 
 
@@ -65,16 +77,21 @@ def _check(uri: str, ids: list[str], errors: dict[str, BaseException]) -> None:
     if "bad" in ids:
         error = errors["bad"]
         assert isinstance(error, psycopg.errors.RaiseException)
-        assert "lgcp refuses thread bad" in str(error)
+        assert "lgcp refuses writer bad" in str(error)
     found = _transactions(uri)
     assert sorted(found) == sorted(good)  # nothing of the refused write
     # Each put is one transaction: its checkpoint and its blob share it.
     assert all(len(found[i]) == 1 for i in good)
+    threads_of: dict[int, set[str]] = {}
+    for (thread_id, xid), *_ in found.values():
+        threads_of.setdefault(xid, set()).add(thread_id)
+    # No commit holds two threads' writes.
+    assert all(len(threads) == 1 for threads in threads_of.values()), threads_of
     if "bad" not in ids:
-        # The writes that queued behind the first one shared one commit.
-        assert len(set().union(*found.values())) <= 2
-
-
+        # The writes of a thread that queued behind the first one shared
+        # one commit: at most two per thread.
+        assert len(threads_of) <= 2 * len(THREADS), threads_of
+        assert len(threads_of) < len(good)  # some did share a commit
 @pytest.mark.parametrize("kind", ["conn", "pipeline"])
 @pytest.mark.parametrize("bad", [False, True], ids=["all-good", "one-refused"])
 def test_queued_writes_share_a_commit(db_uri: str, kind: str, bad: bool) -> None:
@@ -82,8 +99,8 @@ def test_queued_writes_share_a_commit(db_uri: str, kind: str, bad: bool) -> None
         refuse_inserts(
             db_uri,
             "checkpoints",
-            "lgcp refuses thread bad",
-            when="NEW.thread_id = 'bad'",
+            "lgcp refuses writer bad",
+            when="NEW.metadata ->> 'writer' = 'bad'",
         )
     ids = _writer_ids(bad)
     errors: dict[str, BaseException] = {}
@@ -116,8 +133,8 @@ async def test_queued_async_writes_share_a_commit(
         refuse_inserts(
             db_uri,
             "checkpoints",
-            "lgcp refuses thread bad",
-            when="NEW.thread_id = 'bad'",
+            "lgcp refuses writer bad",
+            when="NEW.metadata ->> 'writer' = 'bad'",
         )
     ids = _writer_ids(bad)
     errors: dict[str, BaseException] = {}

@@ -27,6 +27,7 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres._sql import (
     DELETE_FOR_RUNS_SQL,
     PRUNE_KEEP_LATEST_SQL,
+    THREADS_OF_RUNS_SQL,
     render,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -421,13 +422,20 @@ def test_delete_for_runs_lookup_uses_the_run_id_index(db_uri: str) -> None:
         ).fetchall()
         plan = "\n".join(r[0] for r in lookup)
         assert "checkpoints_run_id_idx" in plan, plan
-        # And the statement delete_for_runs runs (EXPLAIN does not execute it).
+        # And the query delete_for_runs finds the runs' threads with; the
+        # deletes then name one thread each, read by primary key.
         full = conn.execute(
-            "EXPLAIN " + render(DELETE_FOR_RUNS_SQL, None),
+            "EXPLAIN " + render(THREADS_OF_RUNS_SQL, None),
             {"run_ids": ["run-7", "run-9"]},
         ).fetchall()
         plan = "\n".join(r[0] for r in full)
         assert "checkpoints_run_id_idx" in plan, plan
+        per_thread = conn.execute(
+            "EXPLAIN " + render(DELETE_FOR_RUNS_SQL, None),
+            {"thread_id": "t7", "run_ids": ["run-7", "run-9"]},
+        ).fetchall()
+        plan = "\n".join(r[0] for r in per_thread)
+        assert "Seq Scan" not in plan, plan
         conn.rollback()
 
 
@@ -1051,7 +1059,7 @@ PRUNE_PLAN_DATA_SQL = (
 
 def test_prune_plan_looks_rows_up_by_key(db_uri: str) -> None:
     statement = render(PRUNE_KEEP_LATEST_SQL, None)
-    params = {"thread_ids": ["t7"]}
+    params = {"thread_id": "t7"}
     with psycopg.connect(db_uri) as conn:
         for query in PRUNE_PLAN_DATA_SQL:
             conn.execute(query)

@@ -124,10 +124,16 @@ class PostgresSaver(BasePostgresSaver):
             return []
 
     def _run_batch(self, batch: Batch) -> None:
-        first, *more = batch.statements()
+        self._run_statements(batch.statements(), batch.prepare)
+
+    def _run_statements(
+        self, statements: Sequence[Statement], prepare: bool | None = None
+    ) -> None:
+        """Run ``statements`` (at least one) in one transaction."""
+        first, *more = statements
         with self._cursor("write") as cur:
             if not more:
-                cur.execute(first.sql, first.params, prepare=batch.prepare)
+                cur.execute(first.sql, first.params, prepare=prepare)
             else:
                 # One round trip: statements before the pipeline's sync form
                 # one implicit transaction. Without pipeline support, an
@@ -171,6 +177,11 @@ class PostgresSaver(BasePostgresSaver):
     def _execute(self, statement: Statement) -> None:
         self._db.retrying(partial(self._run, statement, fetch=False))
 
+    def _execute_all(self, statements: Sequence[Statement]) -> None:
+        """Run ``statements`` in one transaction (nothing for none)."""
+        if statements:
+            self._db.retrying(partial(self._run_statements, statements))
+
     def _execute_batch(self, batch: Batch) -> None:
         if self._writes is None:  # a pool: every call has its own connection
             self._db.retrying(partial(self._run_batch, batch))
@@ -179,7 +190,7 @@ class PostgresSaver(BasePostgresSaver):
         with self._leading:
             # An earlier leader may have committed this write with its group.
             if not entry.done:
-                group = self._writes.take()
+                group = self._writes.take(entry)
                 try:
                     self._run_group(group)
                 finally:
@@ -291,9 +302,12 @@ class PostgresSaver(BasePostgresSaver):
         Their writes go with them, in every namespace, and so do the blobs no
         remaining checkpoint references; all in one transaction.
         """
-        statement = self._delete_for_runs_statement(run_ids)
-        if statement is not None:
-            self._execute(statement)
+        # The threads first (a query that may visit every Citus shard), then
+        # one statement per thread, all in one transaction.
+        query = self._threads_of_runs_statement(run_ids)
+        if query is not None:
+            rows = self._fetch(query)
+            self._execute_all(self._delete_for_runs_statements(query, rows))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of a thread to another thread id.
@@ -320,9 +334,7 @@ class PostgresSaver(BasePostgresSaver):
         checkpoint stay). ``"delete"`` removes everything of those threads.
         Blobs no kept checkpoint references are removed.
         """
-        statement = self._prune_statement(thread_ids, strategy)
-        if statement is not None:
-            self._execute(statement)
+        self._execute_all(self._prune_statements(thread_ids, strategy))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

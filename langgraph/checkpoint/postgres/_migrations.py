@@ -70,9 +70,11 @@ MIGRATION_TEMPLATES: list[str] = [
     "ON $checkpoints ((metadata ->> 'run_id'))",
     # 11 (ours): the single-column thread_id indexes of 6-8 duplicate the
     # leading column of each primary key, which serves the same lookups; they
-    # only slow every write. Nothing depends on them.
-    "DROP INDEX IF EXISTS $checkpoints_thread_id_idx, "
-    "$checkpoint_blobs_thread_id_idx, $checkpoint_writes_thread_id_idx",
+    # only slow every write. Nothing depends on them. One index per statement:
+    # Citus refuses to drop several distributed objects in one command.
+    "DROP INDEX IF EXISTS $checkpoints_thread_id_idx;\n"
+    "DROP INDEX IF EXISTS $checkpoint_blobs_thread_id_idx;\n"
+    "DROP INDEX IF EXISTS $checkpoint_writes_thread_id_idx",
 ]
 
 #: The migrations as they run in the default schema (what

@@ -7,8 +7,10 @@ from typing import Any
 
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._sql import (
+    EACH_THREAD,
     NEWEST_FIRST,
     NEWEST_FIRST_IN_NAMESPACE,
+    ONE_THREAD,
     render,
     select_checkpoints,
 )
@@ -82,7 +84,8 @@ class ListPages:
             # A size cut by the caller's `limit`: one query shape for all.
             limit = "LIMIT %(page_size)s"
             params["page_size"] = size
-        selection = select_checkpoints(tuple(wheres), order, limit)
+        thread = ONE_THREAD if "thread_id" in params else EACH_THREAD
+        selection = select_checkpoints(tuple(wheres), order, limit, thread=thread)
         self._page_size = size
         return Statement(render(selection, self._schema), params)
 

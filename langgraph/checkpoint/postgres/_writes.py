@@ -104,6 +104,9 @@ class Batch(NamedTuple):
     #: ``cursor.execute(prepare=...)``: ``None`` lets psycopg decide (by the
     #: connection's ``prepare_threshold``); ``False`` for large writes.
     prepare: bool | None = None
+    #: The thread every row belongs to: writes are grouped only with writes
+    #: of the same thread (see :class:`WriteQueue`).
+    thread: str | None = None
 
     def statements(self) -> list[Statement]:
         """The statements to run in one transaction: one, unless the batch
@@ -115,14 +118,17 @@ class Batch(NamedTuple):
 
 
 def write_batch(
-    pieces: Sequence[str], params: dict[str, Any], keys: frozenset[tuple[Any, ...]]
+    pieces: Sequence[str],
+    params: dict[str, Any],
+    keys: frozenset[tuple[Any, ...]],
+    thread: str | None = None,
 ) -> Batch:
     # Writes of a few INSERTs come in few shapes, which psycopg may prepare
     # (its cache of prepared statements is bounded); larger ones are too
     # varied. Prepared, a group costs the server what its writes would cost
     # alone; unprepared, planning it takes about 0.4 ms (measured).
     prepare = None if len(pieces) <= MAX_PREPARED_PIECES else False
-    return Batch(tuple(pieces), params, keys, prepare)
+    return Batch(tuple(pieces), params, keys, prepare, thread)
 
 
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -161,6 +167,12 @@ class WriteQueue:
     commit that holds it. If a group fails, its writes run again one by one,
     so that a bad write fails only its own caller; so do the writes of a
     group in which two write one row, in the order they were made.
+
+    A group holds the writes of one thread only (the oldest waiting write's):
+    on Citus a statement touching two threads spans two shards, which makes
+    its commit a two-phase one. A graph's own writes (a checkpoint and the
+    next step's task writes) are of one thread, so they still group; the
+    other threads' writes wait for the next group.
     """
 
     def __init__(self) -> None:
@@ -173,11 +185,25 @@ class WriteQueue:
         self._waiting.append(entry)
         return entry
 
-    def take(self) -> list[QueuedWrite]:
-        """Every write waiting now, oldest first."""
+    def take(self, mine: QueuedWrite) -> list[QueuedWrite]:
+        """The writes waiting now of the thread of ``mine`` (``mine``
+        included, unless another group already took it), oldest first; the
+        others stay queued, in order, for their own callers to take.
+
+        Called by one taker at a time (the saver's leading lock); writes may
+        be added meanwhile.
+        """
+        thread = mine.batch.thread
         group: list[QueuedWrite] = []
-        while self._waiting:
-            group.append(self._waiting.popleft())
+        others: list[QueuedWrite] = []
+        # Only the writes waiting now: an add() during the scan stays behind.
+        for _ in range(len(self._waiting)):
+            entry = self._waiting.popleft()
+            same = entry is mine or (
+                thread is not None and entry.batch.thread == thread
+            )
+            (group if same else others).append(entry)
+        self._waiting.extendleft(reversed(others))
         return group
 
     def put_back(self, group: Sequence[QueuedWrite], mine: QueuedWrite) -> None:
@@ -209,4 +235,4 @@ class WriteQueue:
             prefix = f"g{number}_"
             pieces += (_prefixed(piece, prefix) for piece in batch.pieces)
             params.update((prefix + name, v) for name, v in batch.params.items())
-        return write_batch(pieces, params, frozenset(keys))
+        return write_batch(pieces, params, frozenset(keys), group[0].batch.thread)

@@ -145,11 +145,16 @@ class AsyncPostgresSaver(BasePostgresSaver):
             return []
 
     async def _run_batch(self, batch: Batch) -> None:
-        # See PostgresSaver._run_batch.
-        first, *more = batch.statements()
+        await self._run_statements(batch.statements(), batch.prepare)
+
+    async def _run_statements(
+        self, statements: Sequence[Statement], prepare: bool | None = None
+    ) -> None:
+        # See PostgresSaver._run_statements.
+        first, *more = statements
         async with self._cursor("write") as cur:
             if not more:
-                await cur.execute(first.sql, first.params, prepare=batch.prepare)
+                await cur.execute(first.sql, first.params, prepare=prepare)
             else:
                 conn = cur.connection
                 together = (
@@ -186,6 +191,11 @@ class AsyncPostgresSaver(BasePostgresSaver):
     async def _execute(self, statement: Statement) -> None:
         await self._db.retrying(partial(self._run, statement, fetch=False))
 
+    async def _execute_all(self, statements: Sequence[Statement]) -> None:
+        """Run ``statements`` in one transaction (nothing for none)."""
+        if statements:
+            await self._db.retrying(partial(self._run_statements, statements))
+
     async def _execute_batch(self, batch: Batch) -> None:
         # See PostgresSaver._execute_batch.
         if self._writes is None:
@@ -194,7 +204,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
         entry = self._writes.add(batch)
         async with self._leading:
             if not entry.done:
-                group = self._writes.take()
+                group = self._writes.take(entry)
                 try:
                     await self._run_group(group)
                 finally:
@@ -297,9 +307,12 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
         See :meth:`PostgresSaver.delete_for_runs`.
         """
-        statement = self._delete_for_runs_statement(run_ids)
-        if statement is not None:
-            await self._execute(statement)
+        # The threads first (a query that may visit every Citus shard), then
+        # one statement per thread, all in one transaction.
+        query = self._threads_of_runs_statement(run_ids)
+        if query is not None:
+            rows = await self._fetch(query)
+            await self._execute_all(self._delete_for_runs_statements(query, rows))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of a thread to another thread id.
@@ -317,9 +330,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
 
         See :meth:`PostgresSaver.prune`.
         """
-        statement = self._prune_statement(thread_ids, strategy)
-        if statement is not None:
-            await self._execute(statement)
+        await self._execute_all(self._prune_statements(thread_ids, strategy))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

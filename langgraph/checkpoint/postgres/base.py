@@ -60,6 +60,7 @@ from langgraph.checkpoint.postgres._sql import (
     BLOB_FIELDS,
     BLOB_ROW,
     NEWEST_FIRST_IN_NAMESPACE,
+    ONE_THREAD,
     UPSERT_BLOBS_SQL,
     UPSERT_CHECKPOINT_SQL,
     UPSERT_WRITES_SQL,
@@ -194,9 +195,14 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         if checkpoint_id := configurable.get("checkpoint_id"):
             params["checkpoint_id"] = as_text(checkpoint_id, "checkpoint_id")
             wheres.append("c.checkpoint_id = %(checkpoint_id)s")
-            return Statement(self._sql(select_checkpoints(tuple(wheres))), params)
+            selection = select_checkpoints(tuple(wheres), thread=ONE_THREAD)
+            return Statement(self._sql(selection), params)
         selection = select_checkpoints(
-            tuple(wheres), NEWEST_FIRST_IN_NAMESPACE, "LIMIT 1", ordered=False
+            tuple(wheres),
+            NEWEST_FIRST_IN_NAMESPACE,
+            "LIMIT 1",
+            ordered=False,
+            thread=ONE_THREAD,
         )
         return Statement(self._sql(selection), params)
 
@@ -317,6 +323,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             [self._sql(piece) for piece in pieces],
             numbered_params(params, BLOB_FIELDS, blob_rows),
             frozenset(keys),
+            thread_id,
         )
         next_config = checkpoint_config(thread_id, checkpoint_ns, checkpoint_id)
         return batch, next_config
@@ -362,14 +369,28 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             [self._sql(piece) for piece in pieces],
             numbered_params(common, WRITE_FIELDS, rows),
             frozenset({key}),
+            thread_id,
         )
 
     def _delete_thread_statement(self, thread_id: str) -> Statement:
         return _retention.delete_thread_statement(self.schema, thread_id)
 
-    def _delete_for_runs_statement(self, run_ids: Sequence[str]) -> Statement | None:
-        """Build the ``delete_for_runs`` statement; ``None`` for no run ids."""
-        return _retention.delete_for_runs_statement(self.schema, run_ids)
+    def _threads_of_runs_statement(self, run_ids: Sequence[str]) -> Statement | None:
+        """The query of the threads ``delete_for_runs`` deletes from (which
+        it runs first); ``None`` for no run ids."""
+        ids = _retention.run_ids_of(run_ids)
+        if not ids:
+            return None
+        return _retention.threads_of_runs_statement(self.schema, ids)
+
+    def _delete_for_runs_statements(
+        self, threads_query: Statement, thread_rows: Sequence[Sequence[Any]]
+    ) -> list[Statement]:
+        """The ``delete_for_runs`` statements, one per thread that
+        ``threads_query`` found (``thread_rows``)."""
+        run_ids = threads_query.params["run_ids"]
+        threads = (row[0] for row in thread_rows)
+        return _retention.delete_for_runs_statements(self.schema, run_ids, threads)
 
     def _copy_thread_statement(
         self, source_thread_id: str, target_thread_id: str
@@ -378,11 +399,11 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
             self.schema, source_thread_id, target_thread_id
         )
 
-    def _prune_statement(
+    def _prune_statements(
         self, thread_ids: Sequence[str], strategy: str
-    ) -> Statement | None:
-        """Build the ``prune`` statement; ``None`` for no thread ids."""
-        return _retention.prune_statement(self.schema, thread_ids, strategy)
+    ) -> list[Statement]:
+        """Build the ``prune`` statements (one per thread; none for no ids)."""
+        return _retention.prune_statements(self.schema, thread_ids, strategy)
 
     def _delta_history_statement(
         self, config: RunnableConfig, channels: Sequence[str]

@@ -63,6 +63,20 @@ MAX_BUILD_COLLISIONS = 8
 INDEX_POLL_SECONDS = 0.2
 
 
+#: What separates the statements of a migration that has several: each runs
+#: on its own, as the extended query protocol (a pipeline) requires.
+STATEMENT_SEPARATOR = ";\n"
+
+
+def statements_of(migration: str) -> list[str]:
+    """The statements of one migration, in order.
+
+    >>> statements_of("DROP INDEX IF EXISTS a;\\nDROP INDEX IF EXISTS b")
+    ['DROP INDEX IF EXISTS a', 'DROP INDEX IF EXISTS b']
+    """
+    return [s for s in migration.split(STATEMENT_SEPARATOR) if s.strip()]
+
+
 def collision_pause(collisions: int) -> float:
     """Seconds ``setup()`` waits after its ``collisions``-th collision.
 
@@ -206,7 +220,8 @@ class Migrations:
                 rows = yield Statement(render(populated, schema), {}, True)
                 if rows and rows[0][0]:
                     return version
-            yield Statement(render(template, schema), {})
+            for statement in statements_of(render(template, schema)):
+                yield Statement(statement, {})
             yield Statement(record, {"v": version})
         return None
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 from langgraph.checkpoint.postgres._pg.schema import renderer
 from langgraph.checkpoint.postgres._sql.delta import DELTA_HISTORY_SQL
 from langgraph.checkpoint.postgres._sql.reads import (
+    EACH_THREAD,
     NEWEST_FIRST,
     NEWEST_FIRST_IN_NAMESPACE,
+    ONE_THREAD,
     SELECT_CHECKPOINTS_SQL,
     select_checkpoints,
 )
 from langgraph.checkpoint.postgres._sql.retention import (
     COPY_THREAD_SQL,
     DELETE_FOR_RUNS_SQL,
-    DELETE_THREADS_SQL,
+    DELETE_THREAD_SQL,
     PRUNE_KEEP_LATEST_SQL,
+    THREADS_OF_RUNS_SQL,
 )
 from langgraph.checkpoint.postgres._sql.writes import (
     BLOB_FIELDS,
@@ -37,12 +40,15 @@ __all__ = [
     "BLOB_ROW",
     "COPY_THREAD_SQL",
     "DELETE_FOR_RUNS_SQL",
-    "DELETE_THREADS_SQL",
+    "DELETE_THREAD_SQL",
     "DELTA_HISTORY_SQL",
+    "EACH_THREAD",
     "NEWEST_FIRST",
     "NEWEST_FIRST_IN_NAMESPACE",
+    "ONE_THREAD",
     "PRUNE_KEEP_LATEST_SQL",
     "SELECT_CHECKPOINTS_SQL",
+    "THREADS_OF_RUNS_SQL",
     "UPSERT_BLOBS_SQL",
     "UPSERT_CHECKPOINT_SQL",
     "UPSERT_WRITES_SQL",

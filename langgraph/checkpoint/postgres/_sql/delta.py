@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from langgraph.checkpoint.postgres._sql.fragments import populated
 
+# Every table reference names the thread by its parameter, not by a join
+# column: Citus then runs the whole walk on the thread's shard (it refuses a
+# recursive CTE without a filter on the distribution column).
+_THREAD = "%(thread_id)s"
+
 # The ancestors of one checkpoint, nearest first, walked in one query for as
 # long as some requested channel has no stored value yet. For each ancestor:
 # the channels still wanted when it is reached (`wanted`), and after it
@@ -24,11 +29,11 @@ WITH RECURSIVE target AS (
         %(channels)b::text[] AS wanted,
         ARRAY(
             SELECT ch FROM unnest(%(channels)b::text[]) ch
-            WHERE NOT {populated("p", "ch")}
+            WHERE NOT {populated("p", "ch", _THREAD)}
         ) AS left_after
     FROM target t
     JOIN $checkpoints p
-        ON p.thread_id = t.thread_id
+        ON p.thread_id = %(thread_id)s
         AND p.checkpoint_ns = t.checkpoint_ns
         AND p.checkpoint_id = t.parent_checkpoint_id
     UNION ALL
@@ -37,11 +42,11 @@ WITH RECURSIVE target AS (
         w.left_after,
         ARRAY(
             SELECT ch FROM unnest(w.left_after) ch
-            WHERE NOT {populated("p", "ch")}
+            WHERE NOT {populated("p", "ch", _THREAD)}
         )
     FROM walk w
     JOIN $checkpoints p
-        ON p.thread_id = w.thread_id
+        ON p.thread_id = %(thread_id)s
         AND p.checkpoint_ns = w.checkpoint_ns
         AND p.checkpoint_id = w.parent_checkpoint_id
     WHERE cardinality(w.left_after) > 0
@@ -58,7 +63,7 @@ SELECT
     cw.blobs
 FROM walk w
 JOIN $checkpoints c
-    ON c.thread_id = w.thread_id
+    ON c.thread_id = %(thread_id)s
     AND c.checkpoint_ns = w.checkpoint_ns
     AND c.checkpoint_id = w.checkpoint_id
 CROSS JOIN LATERAL (
@@ -71,7 +76,7 @@ CROSS JOIN LATERAL (
     LEFT JOIN LATERAL (
         SELECT x.type, x.blob
         FROM $checkpoint_blobs x
-        WHERE x.thread_id = c.thread_id
+        WHERE x.thread_id = %(thread_id)s
             AND x.checkpoint_ns = c.checkpoint_ns
             AND x.channel = ch
             AND x.version = c.checkpoint -> 'channel_versions' ->> ch
@@ -95,7 +100,7 @@ CROSS JOIN LATERAL (
             x.task_path COLLATE "C", x.task_id COLLATE "C", x.idx
         ) AS blobs
     FROM $checkpoint_writes x
-    WHERE x.thread_id = c.thread_id
+    WHERE x.thread_id = %(thread_id)s
         AND x.checkpoint_ns = c.checkpoint_ns
         AND x.checkpoint_id = c.checkpoint_id
         AND x.channel = ANY(w.wanted)

@@ -20,6 +20,13 @@ import functools
 # query is not prepared (a streamed `list()` page): ~10% less server CPU.
 # Writes come unsorted: `sorted_writes` puts them in `writes_sort_key`
 # order, which costs less in Python than sorting aggregates here.
+#
+# `{thread}` is the thread the lookups read: the selection's own column, or,
+# when the selection is one thread, the parameter naming it. Named so, every
+# table the query reads is restricted to that thread on its own, which is
+# what lets Citus send the whole query to the one shard holding the thread
+# (it does not carry `c.thread_id = ...` into correlated subqueries, and
+# refuses them across shards). Plain Postgres plans both forms alike.
 SELECT_CHECKPOINTS_SQL = """
 SELECT
     c.thread_id,
@@ -38,7 +45,7 @@ SELECT
             -- join the planner may hash every blob of the thread.
             SELECT x.channel, x.type, x.blob
             FROM $checkpoint_blobs x
-            WHERE x.thread_id = c.thread_id
+            WHERE x.thread_id = {thread}
                 AND x.checkpoint_ns = c.checkpoint_ns
                 AND x.channel = cv.key
                 AND x.version = cv.value
@@ -60,7 +67,7 @@ SELECT
             cw.blob
         ])
         FROM $checkpoint_writes cw
-        WHERE cw.thread_id = c.thread_id
+        WHERE cw.thread_id = {thread}
             AND cw.checkpoint_ns = c.checkpoint_ns
             AND cw.checkpoint_id = c.checkpoint_id
     ),
@@ -73,7 +80,7 @@ SELECT
             ps.blob
         ])
         FROM $checkpoint_writes ps
-        WHERE ps.thread_id = c.thread_id
+        WHERE ps.thread_id = {thread}
             AND ps.checkpoint_ns = c.checkpoint_ns
             AND ps.checkpoint_id = c.parent_checkpoint_id
             AND ps.channel = '__pregel_tasks'
@@ -88,15 +95,29 @@ NEWEST_FIRST = "ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns
 NEWEST_FIRST_IN_NAMESPACE = "ORDER BY c.checkpoint_id DESC"
 
 
+#: The lookups' thread when the selection is one thread (its parameter).
+ONE_THREAD = "%(thread_id)s"
+
+#: The lookups' thread when the selection spans threads.
+EACH_THREAD = "c.thread_id"
+
+
 @functools.lru_cache(maxsize=256)
 def select_checkpoints(
-    wheres: tuple[str, ...], order: str = "", limit: str = "", *, ordered: bool = True
+    wheres: tuple[str, ...],
+    order: str = "",
+    limit: str = "",
+    *,
+    ordered: bool = True,
+    thread: str = EACH_THREAD,
 ) -> str:
     """The read query of the checkpoints matching ``wheres``, picked by the
     ORDER BY clause ``order`` and ``limit``; the result comes in ``order``
-    too, unless ``ordered`` is false (a single row needs no ordering)."""
+    too, unless ``ordered`` is false (a single row needs no ordering).
+    ``thread`` is :data:`ONE_THREAD` when ``wheres`` select one thread by
+    its parameter, :data:`EACH_THREAD` otherwise."""
     # Cached: the few shapes of read query are built once, not per call.
     where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
     selection = f"SELECT * FROM $checkpoints c {where} {order} {limit}"
-    sql = SELECT_CHECKPOINTS_SQL.format(selection=selection)
+    sql = SELECT_CHECKPOINTS_SQL.format(selection=selection, thread=thread)
     return sql + order if ordered else sql

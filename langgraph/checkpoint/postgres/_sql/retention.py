@@ -5,19 +5,27 @@ from __future__ import annotations
 
 from langgraph.checkpoint.postgres._sql.fragments import populated
 
-DELETE_THREADS_SQL = """
+# Every statement here that changes rows is about one thread, named by the
+# `thread_id` parameter in each table it reads or writes: on Citus it then
+# runs on that thread's shard alone (a statement whose tables are not all
+# pinned to one shard fans out, and one writing several shards commits in
+# two phases). An operation on several threads runs one statement per thread
+# in one transaction.
+
+DELETE_THREAD_SQL = """
 WITH deleted_writes AS (
-    DELETE FROM $checkpoint_writes WHERE thread_id = ANY(%(thread_ids)s::text[])
+    DELETE FROM $checkpoint_writes WHERE thread_id = %(thread_id)s
 ), deleted_blobs AS (
-    DELETE FROM $checkpoint_blobs WHERE thread_id = ANY(%(thread_ids)s::text[])
+    DELETE FROM $checkpoint_blobs WHERE thread_id = %(thread_id)s
 )
-DELETE FROM $checkpoints WHERE thread_id = ANY(%(thread_ids)s::text[])
+DELETE FROM $checkpoints WHERE thread_id = %(thread_id)s
 """
 
 
 def _delete_unreferenced_blobs(scope: str) -> str:
-    """SQL: delete the blobs matching ``scope`` (a condition on ``b``) that no
-    checkpoint in the CTE ``kept`` references.
+    """SQL: delete the blobs matching ``scope`` (a condition on ``b`` within
+    the thread ``%(thread_id)s``) that no checkpoint in the CTE ``kept``
+    references.
 
     It runs as the last part of a statement whose earlier CTEs delete
     checkpoints; those deletions are not visible within the statement, so
@@ -30,7 +38,7 @@ WHERE {scope}
         SELECT 1
         FROM kept k
         JOIN $checkpoints kc
-            ON kc.thread_id = k.thread_id
+            ON kc.thread_id = %(thread_id)s
             AND kc.checkpoint_ns = k.checkpoint_ns
             AND kc.checkpoint_id = k.checkpoint_id
         WHERE k.thread_id = b.thread_id
@@ -50,7 +58,9 @@ def _not_kept(row: str) -> str:
     )"""
 
 
-# Keep, per namespace of each thread, the newest checkpoint (its head) and
+_THREAD = "%(thread_id)s"
+
+# Keep, per namespace of the thread, the newest checkpoint (its head) and
 # what reading it back needs:
 # - before format v4 a checkpoint reads its pending sends from its parent's
 #   `__pregel_tasks` writes, so that parent stays too, with its writes;
@@ -81,7 +91,7 @@ WITH RECURSIVE latest AS (
         thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
         checkpoint, metadata
     FROM $checkpoints
-    WHERE thread_id = ANY(%(thread_ids)s::text[])
+    WHERE thread_id = %(thread_id)s
     ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
 ), chain AS (
     -- Only a head with delta counters starts a walk. Besides sparing the
@@ -93,18 +103,19 @@ WITH RECURSIVE latest AS (
         ARRAY(
             SELECT ch
             FROM jsonb_object_keys(l.metadata -> 'counters_since_delta_snapshot') ch
-            WHERE NOT {populated("l", "ch")}
+            WHERE NOT {populated("l", "ch", _THREAD)}
         ) AS missing
     FROM latest l
     WHERE jsonb_typeof(l.metadata -> 'counters_since_delta_snapshot') = 'object'
     UNION ALL
     SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
         ARRAY(
-            SELECT ch FROM unnest(c.missing) ch WHERE NOT {populated("p", "ch")}
+            SELECT ch FROM unnest(c.missing) ch
+            WHERE NOT {populated("p", "ch", _THREAD)}
         )
     FROM chain c
     JOIN $checkpoints p
-        ON p.thread_id = c.thread_id
+        ON p.thread_id = %(thread_id)s
         AND p.checkpoint_ns = c.checkpoint_ns
         AND p.checkpoint_id = c.parent_checkpoint_id
     WHERE cardinality(c.missing) > 0
@@ -117,7 +128,7 @@ WITH RECURSIVE latest AS (
     -- it is not saved: its writes, and the head's link to it, are what count.
     SELECT l.thread_id, l.checkpoint_ns, l.parent_checkpoint_id, (
         SELECT x.parent_checkpoint_id FROM $checkpoints x
-        WHERE x.thread_id = l.thread_id
+        WHERE x.thread_id = %(thread_id)s
             AND x.checkpoint_ns = l.checkpoint_ns
             AND x.checkpoint_id = l.parent_checkpoint_id
         LIMIT 1
@@ -126,7 +137,7 @@ WITH RECURSIVE latest AS (
     WHERE (l.checkpoint ->> 'v')::int < 4
         AND EXISTS (
             SELECT 1 FROM $checkpoint_writes ps
-            WHERE ps.thread_id = ANY(%(thread_ids)s::text[])
+            WHERE ps.thread_id = %(thread_id)s
                 AND ps.thread_id = l.thread_id
                 AND ps.checkpoint_ns = l.checkpoint_ns
                 AND ps.checkpoint_id = l.parent_checkpoint_id
@@ -146,7 +157,7 @@ WITH RECURSIVE latest AS (
     FROM latest l
     LEFT JOIN $checkpoints r
         ON strpos(l.checkpoint_ns, ':') > 0
-        AND r.thread_id = ANY(%(thread_ids)s::text[])
+        AND r.thread_id = %(thread_id)s
         AND r.thread_id = l.thread_id
         AND r.checkpoint_ns = ''
         AND r.checkpoint_id = l.metadata -> 'parents' ->> ''
@@ -160,17 +171,17 @@ WITH RECURSIVE latest AS (
     WHERE NOT n.dropped
 ), deleted_checkpoints AS (
     DELETE FROM $checkpoints c
-    WHERE c.thread_id = ANY(%(thread_ids)s::text[]) AND {_not_kept("c")}
+    WHERE c.thread_id = %(thread_id)s AND {_not_kept("c")}
 ), deleted_writes AS (
     -- The writes of the checkpoints deleted_checkpoints deletes, found the
     -- same way rather than from rows it would return: the planner has no
     -- statistics on those, and may pair every write with each of them.
     DELETE FROM $checkpoint_writes w
-    WHERE w.thread_id = ANY(%(thread_ids)s::text[])
+    WHERE w.thread_id = %(thread_id)s
         AND (w.thread_id, w.checkpoint_ns, w.checkpoint_id) IN (
             SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id
             FROM $checkpoints c
-            WHERE c.thread_id = ANY(%(thread_ids)s::text[]) AND {_not_kept("c")}
+            WHERE c.thread_id = %(thread_id)s AND {_not_kept("c")}
         )
 ), dropped_writes AS (
     -- The rest of a dropped namespace: writes whose checkpoint is not saved
@@ -178,12 +189,12 @@ WITH RECURSIVE latest AS (
     DELETE FROM $checkpoint_writes w
     USING namespaces n
     WHERE n.dropped
-        AND w.thread_id = ANY(%(thread_ids)s::text[])
+        AND w.thread_id = %(thread_id)s
         AND w.thread_id = n.thread_id
         AND w.checkpoint_ns = n.checkpoint_ns
         AND NOT EXISTS (
             SELECT 1 FROM $checkpoints c
-            WHERE c.thread_id = ANY(%(thread_ids)s::text[])
+            WHERE c.thread_id = %(thread_id)s
                 AND c.thread_id = w.thread_id
                 AND c.checkpoint_ns = w.checkpoint_ns
                 AND c.checkpoint_id = w.checkpoint_id
@@ -203,7 +214,7 @@ WITH RECURSIVE latest AS (
     UPDATE $checkpoints c
     SET parent_checkpoint_id = NULL
     FROM orphaned o
-    WHERE c.thread_id = ANY(%(thread_ids)s::text[])
+    WHERE c.thread_id = %(thread_id)s
         AND c.thread_id = o.thread_id
         AND c.checkpoint_ns = o.checkpoint_ns
         AND c.checkpoint_id = o.checkpoint_id
@@ -215,7 +226,7 @@ WITH RECURSIVE latest AS (
     CROSS JOIN LATERAL (
         SELECT x.checkpoint -> 'channel_versions' AS versions
         FROM $checkpoints x
-        WHERE x.thread_id = k.thread_id
+        WHERE x.thread_id = %(thread_id)s
             AND x.checkpoint_ns = k.checkpoint_ns
             AND x.checkpoint_id = k.checkpoint_id
         LIMIT 1
@@ -225,7 +236,7 @@ WITH RECURSIVE latest AS (
     ) v
 )
 DELETE FROM $checkpoint_blobs b
-WHERE b.thread_id = ANY(%(thread_ids)s::text[])
+WHERE b.thread_id = %(thread_id)s
     AND NOT EXISTS (
         SELECT 1 FROM referenced r
         WHERE r.thread_id = b.thread_id
@@ -235,37 +246,46 @@ WHERE b.thread_id = ANY(%(thread_ids)s::text[])
     )
 """
 
-_DOOMED_NAMESPACES = (
-    "(b.thread_id, b.checkpoint_ns) IN (SELECT thread_id, checkpoint_ns FROM doomed)"
-)
+# The threads holding checkpoints of the runs (found across every shard), to
+# delete from one by one.
+THREADS_OF_RUNS_SQL = """
+SELECT DISTINCT thread_id FROM $checkpoints
+WHERE metadata ->> 'run_id' = ANY(%(run_ids)s::text[])
+"""
 
-# Delete the checkpoints a run created, in every thread and namespace, with
+# Delete the checkpoints of the runs in one thread, in every namespace, with
 # their writes and the blobs that only they referenced.
 DELETE_FOR_RUNS_SQL = f"""
 WITH doomed AS (
     SELECT thread_id, checkpoint_ns, checkpoint_id
     FROM $checkpoints
-    WHERE metadata ->> 'run_id' = ANY(%(run_ids)s::text[])
+    WHERE thread_id = %(thread_id)s
+        AND metadata ->> 'run_id' = ANY(%(run_ids)s::text[])
 ), kept AS (
     SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id
     FROM $checkpoints c
-    WHERE c.thread_id IN (SELECT thread_id FROM doomed)
+    WHERE c.thread_id = %(thread_id)s
     EXCEPT
     SELECT thread_id, checkpoint_ns, checkpoint_id FROM doomed
 ), deleted_writes AS (
     DELETE FROM $checkpoint_writes w
     USING doomed d
-    WHERE w.thread_id = d.thread_id
+    WHERE w.thread_id = %(thread_id)s
         AND w.checkpoint_ns = d.checkpoint_ns
         AND w.checkpoint_id = d.checkpoint_id
 ), deleted_checkpoints AS (
     DELETE FROM $checkpoints c
     USING doomed d
-    WHERE c.thread_id = d.thread_id
+    WHERE c.thread_id = %(thread_id)s
         AND c.checkpoint_ns = d.checkpoint_ns
         AND c.checkpoint_id = d.checkpoint_id
 )
-{_delete_unreferenced_blobs(_DOOMED_NAMESPACES)}
+{
+    _delete_unreferenced_blobs(
+        "b.thread_id = %(thread_id)s"
+        " AND b.checkpoint_ns IN (SELECT checkpoint_ns FROM doomed)"
+    )
+}
 """
 
 # Copy every checkpoint, blob and write of a thread, in every namespace, to
