@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from typing import Any
 
@@ -27,6 +27,7 @@ from psycopg import Capabilities, Pipeline
 from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
+from langgraph.checkpoint.postgres._paging import ListPages
 from langgraph.checkpoint.postgres._pg.access import Access, CallCursor, Conn, connect
 from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
@@ -135,14 +136,12 @@ class PostgresSaver(BasePostgresSaver):
             if not more:
                 cur.execute(first.sql, first.params, prepare=prepare)
             else:
-                # One round trip: statements before the pipeline's sync form
-                # one implicit transaction. Without pipeline support, an
-                # explicit one keeps them atomic.
+                # One round trip where the pipeline allows, in an explicit
+                # transaction: Citus treats statements of a pipeline's
+                # implicit transaction as separate ones, each committed alone.
                 conn = cur.connection
-                together = (
-                    conn.pipeline() if self.supports_pipeline else conn.transaction()
-                )
-                with together:
+                together = conn.pipeline() if self.supports_pipeline else nullcontext()
+                with together, conn.transaction():
                     for statement in (first, *more):
                         cur.execute(statement.sql, statement.params, prepare=False)
             self._db.sync()
@@ -173,6 +172,22 @@ class PostgresSaver(BasePostgresSaver):
         # Every statement is safe to repeat (reads, upserts, idempotent
         # deletes, copies), so a call whose pooled connection broke runs again.
         return self._db.retrying(partial(self._run, statement, fetch=True))
+
+    def _on_citus(self) -> bool:
+        if (statement := self._on_citus_statement()) is not None:
+            self._citus = bool(self._fetch(statement)[0][0])
+        return bool(self._citus)
+
+    def _list_by_keys(self, pages: ListPages) -> Iterator[CheckpointTuple]:
+        """A list across threads on Citus: each page's keys, then its rows
+        thread by thread, each query on one shard."""
+        while (statement := pages.next_keys_statement()) is not None:
+            keys = self._fetch(statement)
+            pages.receive(len(keys), keys[-1] if keys else None)
+            rows: list[TupleRow] = []
+            for query in pages.rows_statements(keys):
+                rows += self._fetch(query)
+            yield from self._load_tuples(pages.in_key_order(keys, rows))
 
     def _execute(self, statement: Statement) -> None:
         self._db.retrying(partial(self._run, statement, fetch=False))
@@ -258,6 +273,9 @@ class PostgresSaver(BasePostgresSaver):
         no connection or lock is held, so the loop body may call the saver.
         """
         pages = self._list_pages(config, filter=filter, before=before, limit=limit)
+        if pages.spans_threads and self._on_citus():
+            yield from self._list_by_keys(pages)
+            return
         while (statement := pages.next_statement()) is not None:
             tuples, last = self._db.retrying(partial(self._read_page, statement))
             pages.receive(len(tuples), last)

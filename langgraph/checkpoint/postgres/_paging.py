@@ -13,6 +13,7 @@ from langgraph.checkpoint.postgres._sql import (
     ONE_THREAD,
     render,
     select_checkpoints,
+    select_keys,
 )
 
 #: Rows ``list()`` fetches per round trip. It streams: between pages it holds
@@ -23,6 +24,20 @@ LIST_PAGE_SIZE = 100
 #: soon and decoding starts early (each page is decoded while the server
 #: prepares the next).
 FIRST_PAGE_SIZE = 20
+
+
+# On Citus a query across threads may not look up each row's blobs and
+# writes the way the one-query read does (Citus refuses correlated lookups
+# into other distributed tables on every shard), so a list across threads
+# there reads a page's keys first, then each thread's rows on its shard.
+# The rows of one thread whose (namespace, id) pairs are listed.
+_KEYED_ROWS = (
+    "c.thread_id = %(thread_id)s",
+    "(c.checkpoint_ns, c.checkpoint_id) IN "
+    "(SELECT * FROM unnest(%(namespaces)s::text[], %(ids)s::text[]))",
+)
+
+Key = tuple[str, str, str]
 
 
 class ListPages:
@@ -57,6 +72,16 @@ class ListPages:
 
     def next_statement(self) -> Statement | None:
         """The query for the next page, or ``None`` when there is no more."""
+        page = self._next_page()
+        if page is None:
+            return None
+        wheres, params, order, limit = page
+        thread = ONE_THREAD if "thread_id" in params else EACH_THREAD
+        selection = select_checkpoints(wheres, order, limit, thread=thread)
+        return Statement(render(selection, self._schema), params)
+
+    def _next_page(self) -> tuple[tuple[str, ...], dict[str, Any], str, str] | None:
+        """The next page's conditions, parameters, ORDER BY and LIMIT."""
         if self._done or self._remaining == 0:
             return None
         size = LIST_PAGE_SIZE if self._after is not None else FIRST_PAGE_SIZE
@@ -84,10 +109,47 @@ class ListPages:
             # A size cut by the caller's `limit`: one query shape for all.
             limit = "LIMIT %(page_size)s"
             params["page_size"] = size
-        thread = ONE_THREAD if "thread_id" in params else EACH_THREAD
-        selection = select_checkpoints(tuple(wheres), order, limit, thread=thread)
         self._page_size = size
-        return Statement(render(selection, self._schema), params)
+        return tuple(wheres), params, order, limit
+
+    @property
+    def spans_threads(self) -> bool:
+        """Whether the list may return several threads (no thread named)."""
+        return "thread_id" not in self._params
+
+    def next_keys_statement(self) -> Statement | None:
+        """The query for the next page's keys (thread, namespace, id) alone,
+        or ``None`` when there is no more: the first step of a page read in
+        two (see :meth:`rows_statements`), for a list across Citus shards."""
+        page = self._next_page()
+        if page is None:
+            return None
+        wheres, params, order, limit = page
+        keys = select_keys(wheres, order, limit)
+        return Statement(render(keys, self._schema), params)
+
+    def rows_statements(self, keys: Sequence[Sequence[Any]]) -> list[Statement]:
+        """The read queries of the checkpoints ``keys`` names: one per thread,
+        each on that thread's shard."""
+        by_thread: dict[str, tuple[list[str], list[str]]] = {}
+        for thread_id, checkpoint_ns, checkpoint_id in keys:
+            namespaces, ids = by_thread.setdefault(thread_id, ([], []))
+            namespaces.append(checkpoint_ns)
+            ids.append(checkpoint_id)
+        sql = render(select_checkpoints(_KEYED_ROWS, thread=ONE_THREAD), self._schema)
+        return [
+            Statement(sql, {"thread_id": t, "namespaces": n, "ids": i})
+            for t, (n, i) in by_thread.items()
+        ]
+
+    @staticmethod
+    def in_key_order(
+        keys: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]
+    ) -> list[Sequence[Any]]:
+        """``rows`` in the order of ``keys`` (a row deleted meanwhile is left
+        out)."""
+        by_key = {tuple(row[:3]): row for row in rows}
+        return [row for key in keys if (row := by_key.get(tuple(key))) is not None]
 
     def receive(self, count: int, last: Sequence[Any] | None) -> None:
         """Note that the page brought ``count`` rows, ending with the result

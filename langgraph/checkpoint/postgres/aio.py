@@ -27,6 +27,7 @@ from psycopg import AsyncPipeline, Capabilities
 from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
+from langgraph.checkpoint.postgres._paging import ListPages
 from langgraph.checkpoint.postgres._pg.access_async import (
     Access,
     CallCursor,
@@ -157,10 +158,8 @@ class AsyncPostgresSaver(BasePostgresSaver):
                 await cur.execute(first.sql, first.params, prepare=prepare)
             else:
                 conn = cur.connection
-                together = (
-                    conn.pipeline() if self.supports_pipeline else conn.transaction()
-                )
-                async with together:
+                together = conn.pipeline() if self.supports_pipeline else nullcontext()
+                async with together, conn.transaction():
                     for statement in (first, *more):
                         await cur.execute(
                             statement.sql, statement.params, prepare=False
@@ -187,6 +186,22 @@ class AsyncPostgresSaver(BasePostgresSaver):
     async def _fetch(self, statement: Statement) -> list[TupleRow]:
         # See PostgresSaver._fetch: every statement is safe to repeat.
         return await self._db.retrying(partial(self._run, statement, fetch=True))
+
+    async def _on_citus(self) -> bool:
+        if (statement := self._on_citus_statement()) is not None:
+            self._citus = bool((await self._fetch(statement))[0][0])
+        return bool(self._citus)
+
+    async def _list_by_keys(self, pages: ListPages) -> AsyncIterator[CheckpointTuple]:
+        # See PostgresSaver._list_by_keys.
+        while (statement := pages.next_keys_statement()) is not None:
+            keys = await self._fetch(statement)
+            pages.receive(len(keys), keys[-1] if keys else None)
+            rows: list[TupleRow] = []
+            for query in pages.rows_statements(keys):
+                rows += await self._fetch(query)
+            for row in pages.in_key_order(keys, rows):
+                yield self._load_tuple(row)
 
     async def _execute(self, statement: Statement) -> None:
         await self._db.retrying(partial(self._run, statement, fetch=False))
@@ -257,6 +272,10 @@ class AsyncPostgresSaver(BasePostgresSaver):
     ) -> AsyncIterator[CheckpointTuple]:
         """Yield checkpoints, newest first (see :meth:`PostgresSaver.list`)."""
         pages = self._list_pages(config, filter=filter, before=before, limit=limit)
+        if pages.spans_threads and await self._on_citus():
+            async for item in self._list_by_keys(pages):
+                yield item
+            return
         if (statement := pages.next_statement()) is None:
             return
         rows = await self._fetch(statement)

@@ -60,6 +60,7 @@ from langgraph.checkpoint.postgres._sql import (
     BLOB_FIELDS,
     BLOB_ROW,
     NEWEST_FIRST_IN_NAMESPACE,
+    ON_CITUS_SQL,
     ONE_THREAD,
     UPSERT_BLOBS_SQL,
     UPSERT_CHECKPOINT_SQL,
@@ -154,6 +155,9 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         self.schema = check_schema(schema)
         #: Seconds a database call may wait for the server; ``None``: no limit.
         self.timeout = check_timeout(timeout)
+        # Whether the database has Citus: asked once, at the first list
+        # across threads (the one call that reads differently there).
+        self._citus: bool | None = None
 
     def _sql(self, template: str) -> str:
         """``template`` with the tables of this saver's schema filled in."""
@@ -250,6 +254,11 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         limit = check_limit(limit)
         one_namespace = "thread_id" in params and "checkpoint_ns" in params
         return ListPages(self.schema, wheres, params, limit, one_namespace)
+
+    def _on_citus_statement(self) -> Statement | None:
+        """The query of whether the database has Citus, or ``None`` when
+        that is known already (then :attr:`_citus` says)."""
+        return Statement(ON_CITUS_SQL, {}) if self._citus is None else None
 
     def _put_statement(
         self,

@@ -14,9 +14,11 @@ from langgraph.checkpoint.postgres._sql.reads import (
     EACH_THREAD,
     NEWEST_FIRST,
     NEWEST_FIRST_IN_NAMESPACE,
+    ON_CITUS_SQL,
     ONE_THREAD,
     SELECT_CHECKPOINTS_SQL,
     select_checkpoints,
+    select_keys,
 )
 from langgraph.checkpoint.postgres._sql.retention import (
     COPY_THREAD_SQL,
@@ -45,6 +47,7 @@ __all__ = [
     "EACH_THREAD",
     "NEWEST_FIRST",
     "NEWEST_FIRST_IN_NAMESPACE",
+    "ON_CITUS_SQL",
     "ONE_THREAD",
     "PRUNE_KEEP_LATEST_SQL",
     "SELECT_CHECKPOINTS_SQL",
@@ -56,6 +59,7 @@ __all__ = [
     "WRITE_ROW",
     "render",
     "select_checkpoints",
+    "select_keys",
 ]
 
 # SQL in these modules names the tables (and indexes it drops) as template

@@ -121,3 +121,20 @@ def select_checkpoints(
     selection = f"SELECT * FROM $checkpoints c {where} {order} {limit}"
     sql = SELECT_CHECKPOINTS_SQL.format(selection=selection, thread=thread)
     return sql + order if ordered else sql
+
+
+@functools.lru_cache(maxsize=64)
+def select_keys(wheres: tuple[str, ...], order: str, limit: str) -> str:
+    """The keys (thread, namespace, id) of the checkpoints matching
+    ``wheres``, in ``order``, at most ``limit``: the first half of a read
+    done in two, across Citus shards."""
+    where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
+    return (
+        "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id"
+        f" FROM $checkpoints c {where} {order} {limit}"
+    )
+
+
+#: Whether the database has Citus (then a list across threads is read in
+#: two, see ``ListPages.next_keys_statement``).
+ON_CITUS_SQL = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')"
