@@ -37,6 +37,7 @@ from langgraph.checkpoint.postgres.citus import (
     adistribute_tables,
     distribute_tables,
 )
+from langgraph.store.postgres import PostgresStore
 
 # The tests of other modules that run here too, called with a saver and a
 # URI on distributed tables (through the module, so that pytest does not
@@ -697,3 +698,32 @@ def test_distribute_tables_before_setup_says_so(citus_uri: str) -> None:
     with pytest.raises(Exception, match=r"setup\(\)"):
         distribute_tables(citus_uri, schema=schema, shard_count=SHARD_COUNT)
     assert distribution(citus_uri, schema) == {}
+
+
+# -- the store beside distributed checkpoints ----------------------------------
+
+
+def test_the_store_works_on_a_citus_coordinator(citus_uri: str) -> None:
+    # The docs say: leave the store's tables as ordinary tables on the
+    # coordinator, next to the distributed checkpoint tables.
+    schema = new_schema_name()
+    with distributed_saver("conn", citus_uri, schema=schema) as saver:
+        assert_round_trip(saver)
+    with PostgresStore.from_conn_string(citus_uri, schema=schema) as store:
+        store.setup()
+        store.put(("users", "alice"), "prefs", {"color": "blue", "n": 3})
+        store.put(("users", "bob"), "prefs", {"color": "red", "n": 1})
+        assert store.get(("users", "alice"), "prefs").value == {
+            "color": "blue",
+            "n": 3,
+        }
+        found = store.search(("users",), filter={"n": {"$gt": 2}})
+        assert [(i.namespace, i.key) for i in found] == [(("users", "alice"), "prefs")]
+        assert store.list_namespaces(prefix=("users",)) == [
+            ("users", "alice"),
+            ("users", "bob"),
+        ]
+        store.delete(("users", "bob"), "prefs")
+        assert store.get(("users", "bob"), "prefs") is None
+    kinds = distribution(citus_uri, schema)
+    assert "store" not in kinds and "checkpoints" in kinds, kinds
