@@ -335,12 +335,15 @@ async def test_async_pooled_saver_survives_terminated_backends(
 def test_single_connection_loss_says_how_to_recover(
     server_uri: str, db_uri: str
 ) -> None:
-    with PostgresSaver.from_conn_string(db_uri) as saver:
+    # A connection the caller opened: the saver cannot open another.
+    with psycopg.connect(db_uri, **RECOMMENDED) as conn:
+        saver = PostgresSaver(conn)
         _put(saver, "t", {"a": 1})
         _terminate_backends(server_uri, db_uri)
         with pytest.raises(ConnectionLostError, match="pool") as info:
             saver.get_tuple(_config("t"))
         assert "lost" in str(info.value)
+        assert "from_conn_string" in str(info.value)
         assert isinstance(info.value, psycopg.OperationalError)
         # Later calls say the same, not a driver error about a closed socket.
         with pytest.raises(ConnectionLostError, match="pool"):
@@ -350,11 +353,36 @@ def test_single_connection_loss_says_how_to_recover(
 async def test_async_single_connection_loss_says_how_to_recover(
     server_uri: str, db_uri: str
 ) -> None:
-    async with AsyncPostgresSaver.from_conn_string(db_uri) as saver:
+    async with await psycopg.AsyncConnection.connect(db_uri, **RECOMMENDED) as conn:
+        saver = AsyncPostgresSaver(conn)
         await _aput(saver, "t", {"a": 1})
         await asyncio.to_thread(_terminate_backends, server_uri, db_uri)
         with pytest.raises(ConnectionLostError, match="pool"):
             await saver.aget_tuple(_config("t"))
+
+
+def test_saver_from_conn_string_reconnects(server_uri: str, db_uri: str) -> None:
+    # The connection from_conn_string opened is the saver's: it opens another.
+    with PostgresSaver.from_conn_string(db_uri) as saver:
+        _put(saver, "t", {"a": 1})
+        _terminate_backends(server_uri, db_uri)
+        assert saver.get_tuple(_config("t")) is not None
+        _terminate_backends(server_uri, db_uri)
+        _put(saver, "t2", {"a": 2})  # a queued write, retried the same way
+        assert saver.get_tuple(_config("t2")) is not None
+        assert not saver.conn.closed  # the saver shows the connection it uses
+
+
+async def test_async_saver_from_conn_string_reconnects(
+    server_uri: str, db_uri: str
+) -> None:
+    async with AsyncPostgresSaver.from_conn_string(db_uri) as saver:
+        await _aput(saver, "t", {"a": 1})
+        await asyncio.to_thread(_terminate_backends, server_uri, db_uri)
+        assert await saver.aget_tuple(_config("t")) is not None
+        await asyncio.to_thread(_terminate_backends, server_uri, db_uri)
+        await _aput(saver, "t2", {"a": 2})
+        assert await saver.aget_tuple(_config("t2")) is not None
 
 
 # -- servers that stop answering -------------------------------------------------

@@ -78,7 +78,7 @@ class PostgresSaver(BasePostgresSaver):
     ) -> None:
         super().__init__(serde=serde, schema=schema, timeout=timeout)
         self.lock = threading.Lock()
-        self._db = Access(conn, pipe, self.lock, owner="saver")
+        self._db = Access(conn, pipe, self.lock, owner="saver", timeout=self.timeout)
         self.conn = conn
         self.pipe = pipe
         self.supports_pipeline = Capabilities().has_pipeline()
@@ -100,16 +100,25 @@ class PostgresSaver(BasePostgresSaver):
     ) -> Iterator[PostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
+        The saver owns that connection: when it is lost (a restart, a
+        failover), the next call opens another from ``conn_string``.
+
         With ``pool_config`` (e.g. ``{"max_size": 10, "check": True}``) the
         saver opens and uses a ``ConnectionPool`` instead, so calls from
         several threads run in parallel. The connection, pipeline or pool
         closes when the block ends.
         """
-        with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as (
-            conn,
-            pipe,
-        ):
-            yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
+        with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as opened:
+            # The saver owns what it opened: it reopens a lost connection.
+            yield opened.adopt(
+                cls(
+                    opened.conn,
+                    opened.pipe,
+                    serde=serde,
+                    schema=schema,
+                    timeout=timeout,
+                )
+            )
 
     # -- I/O ---------------------------------------------------------------
 
@@ -201,6 +210,14 @@ class PostgresSaver(BasePostgresSaver):
         if self._writes is None:  # a pool: every call has its own connection
             self._db.retrying(partial(self._run_batch, batch))
             return
+        # A write that a failover interrupted is queued again, on the
+        # reopened connection of a saver that owns it.
+        self._db.retrying(partial(self._queue_write, batch))
+
+    def _queue_write(self, batch: Batch) -> None:
+        """Commit ``batch`` on the shared connection, with the writes that
+        queued for it meanwhile."""
+        assert self._writes is not None  # not a pool
         entry = self._writes.add(batch)
         with self._leading:
             # An earlier leader may have committed this write with its group.

@@ -94,7 +94,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
     ) -> None:
         super().__init__(serde=serde, schema=schema, timeout=timeout)
         self.lock = asyncio.Lock()
-        self._db = Access(conn, pipe, self.lock, owner="saver")
+        self._db = Access(conn, pipe, self.lock, owner="saver", timeout=self.timeout)
         self.conn = conn
         self.pipe = pipe
         self.supports_pipeline = Capabilities().has_pipeline()
@@ -120,16 +120,27 @@ class AsyncPostgresSaver(BasePostgresSaver):
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
+        The saver owns that connection and reopens it when lost (see
+        :meth:`PostgresSaver.from_conn_string`).
+
         With ``pool_config`` (e.g. ``{"max_size": 10, "check": True}``) the
         saver opens and uses an ``AsyncConnectionPool`` instead, so concurrent
         tasks run in parallel. The connection, pipeline or pool closes when
         the block ends.
         """
-        async with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as (
-            conn,
-            pipe,
-        ):
-            yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
+        async with connect(
+            conn_string, pipeline=pipeline, pool_config=pool_config
+        ) as opened:
+            # The saver owns what it opened: it reopens a lost connection.
+            yield opened.adopt(
+                cls(
+                    opened.conn,
+                    opened.pipe,
+                    serde=serde,
+                    schema=schema,
+                    timeout=timeout,
+                )
+            )
 
     # -- I/O ---------------------------------------------------------------
 
@@ -216,6 +227,11 @@ class AsyncPostgresSaver(BasePostgresSaver):
         if self._writes is None:
             await self._db.retrying(partial(self._run_batch, batch))
             return
+        await self._db.retrying(partial(self._queue_write, batch))
+
+    async def _queue_write(self, batch: Batch) -> None:
+        # See PostgresSaver._queue_write.
+        assert self._writes is not None  # not a pool
         entry = self._writes.add(batch)
         async with self._leading:
             if not entry.done:

@@ -44,6 +44,7 @@ from langgraph.checkpoint.postgres._pg.errors import (
     CallTimeoutError,
     ConnectionLostError,
     IncompatibleSchemaError,
+    ReadOnlyServerError,
 )
 from langgraph.checkpoint.postgres._pg.options import PoolConfig, check_timeout
 from langgraph.checkpoint.postgres._pg.schema import check_schema
@@ -97,6 +98,7 @@ __all__ = [
     "PoolConfig",
     "IncompatibleSchemaError",
     "ConnectionLostError",
+    "ReadOnlyServerError",
     "CallTimeoutError",
     "ListPages",
     "QueuedWrite",

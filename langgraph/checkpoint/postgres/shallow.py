@@ -99,7 +99,9 @@ class ShallowPostgresSaver(BaseShallowSaver):
         warn_deprecated("ShallowPostgresSaver", "PostgresSaver", "graph.invoke")
         super().__init__(serde=serde, schema=schema, timeout=timeout)
         self.lock = threading.Lock()
-        self._db = access.Access(conn, pipe, self.lock, owner="saver")
+        self._db = access.Access(
+            conn, pipe, self.lock, owner="saver", timeout=self.timeout
+        )
         self.conn = conn
         self.pipe = pipe
         self.supports_pipeline = Capabilities().has_pipeline()
@@ -120,8 +122,16 @@ class ShallowPostgresSaver(BaseShallowSaver):
         ``conn_string`` and yield a saver that uses it until the block ends."""
         with access.connect(
             conn_string, pipeline=pipeline, pool_config=pool_config
-        ) as (conn, pipe):
-            yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
+        ) as opened:
+            yield opened.adopt(
+                cls(
+                    opened.conn,
+                    opened.pipe,
+                    serde=serde,
+                    schema=schema,
+                    timeout=timeout,
+                )
+            )
 
     # -- I/O ---------------------------------------------------------------
 
@@ -247,7 +257,9 @@ class AsyncShallowPostgresSaver(BaseShallowSaver):
         )
         super().__init__(serde=serde, schema=schema, timeout=timeout)
         self.lock = asyncio.Lock()
-        self._db = access_async.Access(conn, pipe, self.lock, owner="saver")
+        self._db = access_async.Access(
+            conn, pipe, self.lock, owner="saver", timeout=self.timeout
+        )
         self.conn = conn
         self.pipe = pipe
         self.supports_pipeline = Capabilities().has_pipeline()
@@ -274,8 +286,16 @@ class AsyncShallowPostgresSaver(BaseShallowSaver):
         ``conn_string`` and yield a saver that uses it until the block ends."""
         async with access_async.connect(
             conn_string, pipeline=pipeline, pool_config=pool_config
-        ) as (conn, pipe):
-            yield cls(conn, pipe, serde=serde, schema=schema, timeout=timeout)
+        ) as opened:
+            yield opened.adopt(
+                cls(
+                    opened.conn,
+                    opened.pipe,
+                    serde=serde,
+                    schema=schema,
+                    timeout=timeout,
+                )
+            )
 
     # -- I/O (see ShallowPostgresSaver) ------------------------------------
 

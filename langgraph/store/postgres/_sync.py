@@ -86,7 +86,7 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
         self.pipe = pipe
         self.lock = threading.Lock()
         self.supports_pipeline = Capabilities().has_pipeline()
-        self._db = Access(conn, pipe, self.lock, owner="store")
+        self._db = Access(conn, pipe, self.lock, owner="store", timeout=self.timeout)
         self._ttl_sweeper_thread: threading.Thread | None = None
         self._ttl_stop_event = threading.Event()
 
@@ -105,12 +105,17 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
     ) -> Iterator[PostgresStore]:
         """Open a connection to ``conn_string`` (a pool with ``pool_config``)
         and yield a store that uses it; closed when the block ends."""
-        with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as (
-            conn,
-            pipe,
-        ):
-            yield cls(
-                conn, pipe=pipe, index=index, ttl=ttl, schema=schema, timeout=timeout
+        with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as opened:
+            # The store owns what it opened: it reopens a lost connection.
+            yield opened.adopt(
+                cls(
+                    opened.conn,
+                    pipe=opened.pipe,
+                    index=index,
+                    ttl=ttl,
+                    schema=schema,
+                    timeout=timeout,
+                )
             )
 
     # -- the BaseStore API ---------------------------------------------------

@@ -100,7 +100,7 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
         self.lock = asyncio.Lock()
         self.loop = asyncio.get_running_loop()
         self.supports_pipeline = Capabilities().has_pipeline()
-        self._db = Access(conn, pipe, self.lock, owner="store")
+        self._db = Access(conn, pipe, self.lock, owner="store", timeout=self.timeout)
         self._ttl_sweeper_task: asyncio.Task[None] | None = None
         self._ttl_stop_event = asyncio.Event()
 
@@ -119,12 +119,19 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
     ) -> AsyncIterator[AsyncPostgresStore]:
         """Open a connection to ``conn_string`` (a pool with ``pool_config``)
         and yield a store that uses it; closed when the block ends."""
-        async with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as (
-            conn,
-            pipe,
-        ):
-            yield cls(
-                conn, pipe=pipe, index=index, ttl=ttl, schema=schema, timeout=timeout
+        async with connect(
+            conn_string, pipeline=pipeline, pool_config=pool_config
+        ) as opened:
+            # The store owns what it opened: it reopens a lost connection.
+            yield opened.adopt(
+                cls(
+                    opened.conn,
+                    pipe=opened.pipe,
+                    index=index,
+                    ttl=ttl,
+                    schema=schema,
+                    timeout=timeout,
+                )
             )
 
     # -- the BaseStore API ---------------------------------------------------

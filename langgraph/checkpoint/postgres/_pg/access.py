@@ -3,30 +3,37 @@
 :class:`Access` holds what the client was given (a connection, a pool, or a
 connection and its pipeline) and hands each call the connection or cursor it
 uses: borrowed from the pool, or taken in turn on the shared connection,
-checked, and bounded by the call's timeout. It retries a call whose pooled
-connection died and runs the client's migrations. The async twin,
+checked, and bounded by the call's timeout. It retries a call that a
+failover interrupted (see :mod:`.failover`) on another connection, when the
+client can get one, and runs the client's migrations. The async twin,
 :mod:`.access_async`, has the same names and shapes.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import Connection, Cursor, Pipeline
 from psycopg.rows import DictRow, TupleRow, tuple_row
 from psycopg_pool import ConnectionPool
 
+from langgraph.checkpoint.postgres._pg import failover
 from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres._pg.errors import (
     ConnectionLostError,
+    ReadOnlyServerError,
+    Recovery,
     connection_lost_message,
     replacement_error,
+    setup_read_only_message,
 )
 from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
 from langgraph.checkpoint.postgres._pg.migrate import migrate, refuse_newer
@@ -63,31 +70,155 @@ def get_connection(conn: Conn) -> Iterator[Connection[DictRow]]:
         raise TypeError(f"Invalid connection type: {type(conn)}")
 
 
+class _Client(Protocol):
+    """What :meth:`Opened.adopt` needs of a client: the ``Access`` it calls
+    through, and the ``conn``/``pipe`` attributes it shows its users."""
+
+    _db: Access
+    conn: Any
+    pipe: Any
+
+
+C = TypeVar("C", bound=_Client)
+
+
+def sweeping_check(pools: list[ConnectionPool[Any]]) -> Callable[[Any], None]:
+    """A pool ``check=`` that, when a connection fails it, tests all the
+    pool's idle connections at once (``pool.check()``), so that the pool
+    replaces every dead one now.
+
+    psycopg_pool tests one connection per pause otherwise, and doubles the
+    pause each time (1, 2, 4, ... s): after a failover, with many idle
+    connections all dead, a call waited for several seconds, or failed with
+    ``PoolTimeout`` after 30. ``pools`` holds the pool once it is made.
+    """
+
+    def check(conn: Any) -> None:
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            for pool in pools:
+                pool.check()
+            raise
+
+    return check
+
+
+class Opened:
+    """What ``from_conn_string`` opened for a client: a pool, or a
+    connection (and its pipeline) that the client owns, and so reopens from
+    the same conninfo when it is lost.
+
+    The block of :func:`connect` closes whichever connection is current
+    when it ends; from then on nothing is reopened.
+    """
+
+    __slots__ = ("conninfo", "conn", "pipe", "finished", "_client", "_pipe_block")
+
+    def __init__(self, conninfo: str, conn: Conn, pipe: Pipeline | None) -> None:
+        self.conninfo = conninfo
+        self.conn: Conn = conn
+        self.pipe = pipe
+        self.finished = False
+        self._client: _Client | None = None
+        self._pipe_block: AbstractContextManager[Pipeline] | None = None
+
+    def adopt(self, client: C) -> C:
+        """Let ``client`` reopen its connection from the conninfo when it is
+        lost (nothing to do for a pool, which replaces its own); return it."""
+        if isinstance(self.conn, Connection):
+            self._client = client
+            client._db.opened = self
+            client._db.recovery = "reconnect"
+        return client
+
+    def reopen(self) -> Connection[DictRow]:
+        """Open a connection in place of the lost one (the caller holds the
+        client's turn, so no other call uses it); return it.
+
+        Raises :class:`ConnectionLostError` if no server accepts it, a
+        failover error the caller retries on.
+        """
+        old = self.conn
+        assert isinstance(old, Connection)
+        self._close_current()
+        try:
+            conn = Connection.connect(self.conninfo, **CONNECTION_KWARGS)
+        except psycopg.OperationalError as error:
+            owner = "saver" if self._client is None else self._client._db.owner
+            message = connection_lost_message(
+                f"reconnecting failed: {error}", recovery="reconnect", owner=owner
+            )
+            raise ConnectionLostError(message) from error
+        pipe = None
+        if self.pipe is not None:
+            self._pipe_block = conn.pipeline()
+            pipe = self._pipe_block.__enter__()
+        self.conn, self.pipe = conn, pipe
+        if self._client is not None:
+            self._client._db.source = conn
+            self._client._db.pipe = pipe
+            self._client.conn = conn
+            self._client.pipe = pipe
+        return conn
+
+    def _close_current(self) -> None:
+        """Close the current connection (and leave its pipeline), quietly:
+        it is lost, or being replaced."""
+        conn = self.conn
+        try:
+            if self._pipe_block is not None:
+                block, self._pipe_block = self._pipe_block, None
+                if not conn.closed:
+                    block.__exit__(None, None, None)
+        except psycopg.Error:
+            pass
+        finally:
+            if isinstance(conn, Connection):
+                conn.close()
+
+    def close(self) -> None:
+        """End of the ``from_conn_string`` block: close the current
+        connection, and reopen none from now on."""
+        self.finished = True
+        self._close_current()
+
+
 @contextmanager
 def connect(
     conn_string: str, *, pipeline: bool, pool_config: PoolConfig | None
-) -> Iterator[tuple[Conn, Pipeline | None]]:
+) -> Iterator[Opened]:
     """Open what ``from_conn_string`` gives a client: a connection (in a
-    pipeline with ``pipeline``), or a pool with ``pool_config``; yield it and
-    the pipeline, and close both when the block ends."""
+    pipeline with ``pipeline``), or a pool with ``pool_config``; yield it as
+    an :class:`Opened`, which the client adopts, and close it when the block
+    ends."""
     if pool_config is not None:
         if pipeline:
             raise ValueError(
                 "pipeline=True needs a single connection: leave out "
                 "pool_config, or pipeline"
             )
-        check = ConnectionPool.check_connection if pool_config.get("check") else None
+        pools: list[ConnectionPool[Any]] = []
+        check = sweeping_check(pools) if pool_config.get("check") else None
         with ConnectionPool(
             conn_string, check=check, **pool_arguments(pool_config)
         ) as pool:
-            yield pool, None
+            pools.append(pool)
+            yield Opened(conn_string, pool, None)
         return
-    with Connection.connect(conn_string, **CONNECTION_KWARGS) as conn:
+    conn = Connection.connect(conn_string, **CONNECTION_KWARGS)
+    opened = Opened(conn_string, conn, None)
+    try:
         if pipeline:
-            with conn.pipeline() as pipe:
-                yield conn, pipe
-        else:
-            yield conn, None
+            opened._pipe_block = conn.pipeline()
+            opened.pipe = opened._pipe_block.__enter__()
+        yield opened
+        # Leaving the pipeline sends what is queued and raises its errors.
+        if opened._pipe_block is not None and not opened.conn.closed:
+            block, opened._pipe_block = opened._pipe_block, None
+            block.__exit__(None, None, None)
+    finally:
+        opened.close()
 
 
 class Access:
@@ -96,12 +227,30 @@ class Access:
 
     With a pool each call borrows a connection of its own; on one shared
     connection calls take turns with ``lock``. ``owner`` names the client in
-    error messages ("saver", "store"). Each connection keeps a cursor per
-    :data:`.cursors.Role` for the next call (not in a caller's pipeline,
-    whose results may arrive after the call returns).
+    error messages ("saver", "store"); ``timeout`` is its call timeout,
+    which also bounds how long a call retries failover errors. Each
+    connection keeps a cursor per :data:`.cursors.Role` for the next call
+    (not in a caller's pipeline, whose results may arrive after the call
+    returns).
+
+    ``recovery`` says how a failed call gets another connection: from the
+    pool, by reopening one the client owns (``opened``, set by
+    :meth:`Opened.adopt`), or not at all (a caller's connection).
     """
 
-    __slots__ = ("source", "pipe", "pooled", "turn", "kept", "owner")
+    __slots__ = (
+        "source",
+        "pipe",
+        "pooled",
+        "turn",
+        "kept",
+        "owner",
+        "timeout",
+        "recovery",
+        "opened",
+        "watch",
+        "logger",
+    )
 
     def __init__(
         self,
@@ -110,6 +259,7 @@ class Access:
         lock: threading.Lock,
         *,
         owner: str,
+        timeout: float | None = None,
     ) -> None:
         if isinstance(source, ConnectionPool) and pipe is not None:
             raise ValueError(
@@ -124,6 +274,11 @@ class Access:
         self.turn: AbstractContextManager[Any] = nullcontext() if self.pooled else lock
         self.kept: KeptCursors[Cursor[TupleRow]] = KeptCursors(enabled=pipe is None)
         self.owner = owner
+        self.timeout = timeout
+        self.recovery: Recovery = "pool" if self.pooled else "none"
+        self.opened: Opened | None = None
+        self.watch = failover.TimelineWatch()
+        self.logger = logging.getLogger(failover.logger_name(owner))
 
     def connection(self, timeout: float | None) -> CallConnection:
         """The connection of one call that may take ``timeout`` seconds."""
@@ -139,28 +294,113 @@ class Access:
             self.pipe.sync()
 
     def retrying(self, call: Callable[[], T]) -> T:
-        """Run ``call``; if its pooled connection broke, run it once more.
+        """Run ``call``, again and again while a failover interrupts it.
 
-        The second run comes after the pool has replaced its dead idle
-        connections. ``call`` must be safe to repeat (a read, an upsert, an
-        idempotent delete, a migration), as every call of a client is.
+        A failover error (:func:`.failover.is_failover_error`: a lost
+        connection, a server shutting down, no connection from the pool in
+        time, a write that reached a read-only server) is retried after a
+        short pause, growing, for up to :func:`.failover.retry_seconds` from
+        the first one, if the client can get another connection: a pool
+        lends a fresh one (its dead idle connections are swept first), a
+        connection the client opened is reopened. Other errors, and every
+        error on a connection of the caller's, are raised at once. ``call``
+        must be safe to repeat (a read, an upsert, an idempotent delete, a
+        migration), as every call of a client is.
+
+        A connection new to the client has its server's timeline read after
+        its first call, if a failover may have happened since the last look
+        (:meth:`needs_probe`): a new timeline means that a standby was
+        promoted, which is logged as a warning.
         """
-        try:
+        if self.recovery == "none":
             return call()
-        except ConnectionLostError:
-            if not isinstance(self.source, ConnectionPool):
-                raise
-            self.source.check()
-        return call()
+        budget: failover.RetryBudget | None = None
+        while True:
+            try:
+                if budget is None:
+                    result = call()
+                else:
+                    token = failover.RETRY_DEADLINE.set(budget.deadline)
+                    try:
+                        result = call()
+                    finally:
+                        failover.RETRY_DEADLINE.reset(token)
+            except Exception as error:
+                if not failover.is_failover_error(error):
+                    raise
+                # The next new connection may be on a promoted standby.
+                self.watch.suspect = True
+                if budget is None:
+                    budget = failover.RetryBudget(failover.retry_seconds(self.timeout))
+                pause = budget.next_pause(time.monotonic())
+                if pause is None:
+                    raise
+                self.logger.info(
+                    "%s call failed (%s); retrying in %.2f s (failover)",
+                    self.owner,
+                    type(error).__name__,
+                    pause,
+                )
+                if isinstance(error, ConnectionLostError) and isinstance(
+                    self.source, ConnectionPool
+                ):
+                    # Replace every dead idle connection now, so that the
+                    # retry does not borrow the next dead one.
+                    self.source.check()
+                time.sleep(pause)
+                continue
+            return result
+
+    def needs_probe(self, conn: Connection[Any]) -> bool:
+        """Whether to read the timeline after this call on ``conn``: it is
+        new to the client, and a failover may have happened since the last
+        look (see :class:`.failover.TimelineWatch`)."""
+        if not self.watch.unseen(conn):
+            return False
+        if self.watch.suspect:
+            return True
+        pool = self.source if self.pooled else None
+        return self.watch.should_probe(failover.connections_lost(pool))
+
+    def probe_timeline(self, conn: Connection[Any]) -> None:
+        """Note the timeline of the server of ``conn``, a connection new to
+        the client; log a warning if it is not the one seen before (a
+        standby was promoted). Never raises: a client that cannot tell its
+        timeline (a standby, a server that refuses the query, a connection
+        lost meanwhile) works on."""
+        lost = failover.connections_lost(self.source if self.pooled else None)
+        try:
+            with conn.transaction() if not conn.autocommit else nullcontext():
+                # A plain cursor, whatever cursor_factory the connection has.
+                with Cursor(conn, row_factory=tuple_row) as cur:
+                    cur.execute(failover.TIMELINE_SQL, prepare=False)
+                    row = cur.fetchone()
+        except psycopg.Error as error:
+            self.logger.debug("could not read the server's timeline: %s", error)
+            return
+        warning = self.watch.observe(
+            failover.timeline_of(row), lost=lost, owner=self.owner
+        )
+        if warning is not None:
+            self.logger.warning(warning)
 
     def migrate(
         self, migrations: Migrations | Sequence[Migrations], schema: str | None
     ) -> None:
         """Bring the database up to the latest version of ``migrations`` (one
         history, or several applied in turn, all checked first) in ``schema``
-        (see :func:`.migrate.migrate`)."""
+        (see :func:`.migrate.migrate`).
+
+        Raises :class:`ReadOnlyServerError` saying so when it reached a
+        read-only standby, where no table can be created.
+        """
         histories = [migrations] if isinstance(migrations, Migrations) else migrations
-        self.retrying(partial(self._migrate_once, list(histories), schema))
+        try:
+            self.retrying(partial(self._migrate_once, list(histories), schema))
+        except ReadOnlyServerError as error:
+            raise ReadOnlyServerError(
+                setup_read_only_message(error.__cause__ or error, owner=self.owner)
+            ) from error
 
     def _migrate_once(self, histories: list[Migrations], schema: str | None) -> None:
         # Unbounded by a timeout: building an index may take minutes.
@@ -187,13 +427,16 @@ class _Call:
     CPU per call (13 us in the async saver), a tenth of a small ``get_tuple``.
     """
 
-    __slots__ = ("_access", "_timeout", "_borrowed", "_alarm")
+    __slots__ = ("_access", "_timeout", "_borrowed", "_alarm", "_probe")
 
     def __init__(self, access: Access, timeout: float | None) -> None:
         self._access = access
         self._timeout = timeout
         self._borrowed: AbstractContextManager[Connection[Any]] | None = None
         self._alarm: Alarm | None = None
+        # Whether the connection is new to a client that reconnects, so its
+        # timeline is read once the call's own work is done.
+        self._probe = False
 
     def _enter(self) -> Connection[Any]:
         access = self._access
@@ -201,9 +444,21 @@ class _Call:
         try:
             source = access.source
             if isinstance(source, Connection):
+                opened = access.opened
+                if source.closed and opened is not None and not opened.finished:
+                    # Lost (or closed after it reached a read-only server):
+                    # the client owns it, so it opens another, in its turn.
+                    source = opened.reopen()
                 conn = source
             elif isinstance(source, ConnectionPool):
-                borrowing = source.connection()
+                # A retry waits for a connection no longer than it may retry
+                # (a moment at least: a zero wait fails even a ready one).
+                deadline = failover.RETRY_DEADLINE.get()
+                if deadline is None:
+                    borrowing = source.connection()
+                else:
+                    wait = min(deadline - time.monotonic(), source.timeout)
+                    borrowing = source.connection(timeout=max(0.05, wait))
                 conn = borrowing.__enter__()
                 self._borrowed = borrowing  # to give back, once borrowed
             else:
@@ -211,11 +466,14 @@ class _Call:
                     "expected a psycopg Connection or psycopg_pool ConnectionPool, "
                     f"got {type(source).__name__}"
                 )
-            check_open(conn, pooled=access.pooled, owner=access.owner)
+            check_open(conn, recovery=access.recovery, owner=access.owner)
         except BaseException as error:
             self._leave(error, None)  # re-raises it
         if self._timeout is not None:
             self._alarm = WATCHDOG.arm(conn, self._timeout)
+        # A connection new to a client that reconnects: a failover shows as
+        # a new timeline. (A caller's connection never changes.)
+        self._probe = access.recovery != "none" and access.needs_probe(conn)
         return conn
 
     def _leave(self, error: BaseException | None, conn: Connection[Any] | None) -> None:
@@ -228,7 +486,11 @@ class _Call:
             try:
                 if error is not None:
                     raise error
-            except psycopg.OperationalError as failure:
+                if self._probe and conn is not None:
+                    # After the call's work, not before: an extra round trip
+                    # must not delay its commit. Within its deadline still.
+                    self._access.probe_timeline(conn)
+            except psycopg.Error as failure:
                 if conn is None:
                     raise
                 replacement = replacement_error(
@@ -236,11 +498,19 @@ class _Call:
                     timed_out=self._alarm is not None and self._alarm.fired,
                     timeout=self._timeout,
                     broken=conn.broken,
-                    pooled=self._access.pooled,
+                    standby=in_hot_standby(conn),
+                    recovery=self._access.recovery,
                     owner=self._access.owner,
                 )
                 if replacement is None:
                     raise
+                if (
+                    isinstance(replacement, ReadOnlyServerError)
+                    and self._access.recovery != "none"
+                ):
+                    # Closed, a pool replaces it and a client's own is
+                    # reopened: the retry may reach the primary.
+                    conn.close()
                 raise replacement from failure
             finally:
                 if self._alarm is not None:
@@ -339,10 +609,20 @@ def new_cursor(conn: Connection[Any]) -> Cursor[TupleRow]:
     return cur
 
 
-def check_open(conn: Connection[Any], *, pooled: bool, owner: str) -> None:
+def in_hot_standby(conn: Connection[Any]) -> bool | None:
+    """Whether the server of ``conn`` is a hot standby (PostgreSQL 14+
+    reports it at once, no query), ``None`` if it does not say."""
+    try:
+        status = conn.info.parameter_status("in_hot_standby")
+    except psycopg.Error:
+        return None
+    return None if status is None else status == "on"
+
+
+def check_open(conn: Connection[Any], *, recovery: Recovery, owner: str) -> None:
     if conn.broken:
         raise ConnectionLostError(
-            connection_lost_message("connection broken", pooled=pooled, owner=owner)
+            connection_lost_message("connection broken", recovery=recovery, owner=owner)
         )
     if conn.closed:
         raise RuntimeError(

@@ -1,28 +1,35 @@
 """How a client (a saver, a store) reaches its database, async twin.
 
 The same names and shapes as :mod:`.access`, awaited; a call's deadline is a
-timer on the event loop instead of the watchdog thread.
+timer on the event loop instead of the watchdog thread, and a retry's pause
+an ``asyncio.sleep``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline
 from psycopg.rows import DictRow, TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from langgraph.checkpoint.postgres._pg import failover
 from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
 from langgraph.checkpoint.postgres._pg.errors import (
     ConnectionLostError,
+    ReadOnlyServerError,
+    Recovery,
     connection_lost_message,
     replacement_error,
+    setup_read_only_message,
 )
 from langgraph.checkpoint.postgres._pg.jsonb import use_orjson
 from langgraph.checkpoint.postgres._pg.migrate_async import migrate, refuse_newer
@@ -59,10 +66,107 @@ async def get_connection(conn: Conn) -> AsyncIterator[AsyncConnection[DictRow]]:
         raise TypeError(f"Invalid connection type: {type(conn)}")
 
 
+class _Client(Protocol):
+    """What :meth:`Opened.adopt` needs of a client (see
+    :class:`langgraph.checkpoint.postgres._pg.access._Client`)."""
+
+    _db: Access
+    conn: Any
+    pipe: Any
+
+
+C = TypeVar("C", bound=_Client)
+
+
+def sweeping_check(
+    pools: list[AsyncConnectionPool[Any]],
+) -> Callable[[Any], Awaitable[None]]:
+    """A pool ``check=`` that sweeps every idle connection when one fails
+    (see :func:`langgraph.checkpoint.postgres._pg.access.sweeping_check`)."""
+
+    async def check(conn: Any) -> None:
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            for pool in pools:
+                await pool.check()
+            raise
+
+    return check
+
+
+class Opened:
+    """What ``from_conn_string`` opened for a client (see
+    :class:`langgraph.checkpoint.postgres._pg.access.Opened`)."""
+
+    __slots__ = ("conninfo", "conn", "pipe", "finished", "_client", "_pipe_block")
+
+    def __init__(self, conninfo: str, conn: Conn, pipe: AsyncPipeline | None) -> None:
+        self.conninfo = conninfo
+        self.conn: Conn = conn
+        self.pipe = pipe
+        self.finished = False
+        self._client: _Client | None = None
+        self._pipe_block: AbstractAsyncContextManager[AsyncPipeline] | None = None
+
+    def adopt(self, client: C) -> C:
+        """Let ``client`` reopen its connection from the conninfo when it is
+        lost (nothing to do for a pool, which replaces its own); return it."""
+        if isinstance(self.conn, AsyncConnection):
+            self._client = client
+            client._db.opened = self
+            client._db.recovery = "reconnect"
+        return client
+
+    async def reopen(self) -> AsyncConnection[DictRow]:
+        """Open a connection in place of the lost one, in the caller's turn;
+        raise :class:`ConnectionLostError` if no server accepts it."""
+        await self._close_current()
+        try:
+            conn = await AsyncConnection.connect(self.conninfo, **CONNECTION_KWARGS)
+        except psycopg.OperationalError as error:
+            owner = "saver" if self._client is None else self._client._db.owner
+            message = connection_lost_message(
+                f"reconnecting failed: {error}", recovery="reconnect", owner=owner
+            )
+            raise ConnectionLostError(message) from error
+        pipe = None
+        if self.pipe is not None:
+            self._pipe_block = conn.pipeline()
+            pipe = await self._pipe_block.__aenter__()
+        self.conn, self.pipe = conn, pipe
+        if self._client is not None:
+            self._client._db.source = conn
+            self._client._db.pipe = pipe
+            self._client.conn = conn
+            self._client.pipe = pipe
+        return conn
+
+    async def _close_current(self) -> None:
+        """Close the current connection (and leave its pipeline), quietly."""
+        conn = self.conn
+        try:
+            if self._pipe_block is not None:
+                block, self._pipe_block = self._pipe_block, None
+                if not conn.closed:
+                    await block.__aexit__(None, None, None)
+        except psycopg.Error:
+            pass
+        finally:
+            if isinstance(conn, AsyncConnection):
+                await conn.close()
+
+    async def close(self) -> None:
+        """End of the ``from_conn_string`` block: close the current
+        connection, and reopen none from now on."""
+        self.finished = True
+        await self._close_current()
+
+
 @asynccontextmanager
 async def connect(
     conn_string: str, *, pipeline: bool, pool_config: PoolConfig | None
-) -> AsyncIterator[tuple[Conn, AsyncPipeline | None]]:
+) -> AsyncIterator[Opened]:
     """Open what ``from_conn_string`` gives a client (see
     :func:`langgraph.checkpoint.postgres._pg.access.connect`)."""
     if pool_config is not None:
@@ -71,27 +175,46 @@ async def connect(
                 "pipeline=True needs a single connection: leave out "
                 "pool_config, or pipeline"
             )
-        check = (
-            AsyncConnectionPool.check_connection if pool_config.get("check") else None
-        )
+        pools: list[AsyncConnectionPool[Any]] = []
+        check = sweeping_check(pools) if pool_config.get("check") else None
         async with AsyncConnectionPool(
             conn_string, check=check, open=False, **pool_arguments(pool_config)
         ) as pool:
-            yield pool, None
+            pools.append(pool)
+            yield Opened(conn_string, pool, None)
         return
-    async with await AsyncConnection.connect(conn_string, **CONNECTION_KWARGS) as conn:
+    conn = await AsyncConnection.connect(conn_string, **CONNECTION_KWARGS)
+    opened = Opened(conn_string, conn, None)
+    try:
         if pipeline:
-            async with conn.pipeline() as pipe:
-                yield conn, pipe
-        else:
-            yield conn, None
+            opened._pipe_block = conn.pipeline()
+            opened.pipe = await opened._pipe_block.__aenter__()
+        yield opened
+        # Leaving the pipeline sends what is queued and raises its errors.
+        if opened._pipe_block is not None and not opened.conn.closed:
+            block, opened._pipe_block = opened._pipe_block, None
+            await block.__aexit__(None, None, None)
+    finally:
+        await opened.close()
 
 
 class Access:
     """How one client reaches its database (see
     :class:`langgraph.checkpoint.postgres._pg.access.Access`)."""
 
-    __slots__ = ("source", "pipe", "pooled", "turn", "kept", "owner")
+    __slots__ = (
+        "source",
+        "pipe",
+        "pooled",
+        "turn",
+        "kept",
+        "owner",
+        "timeout",
+        "recovery",
+        "opened",
+        "watch",
+        "logger",
+    )
 
     def __init__(
         self,
@@ -100,6 +223,7 @@ class Access:
         lock: asyncio.Lock,
         *,
         owner: str,
+        timeout: float | None = None,
     ) -> None:
         if isinstance(source, AsyncConnectionPool) and pipe is not None:
             raise ValueError(
@@ -118,6 +242,11 @@ class Access:
             enabled=pipe is None
         )
         self.owner = owner
+        self.timeout = timeout
+        self.recovery: Recovery = "pool" if self.pooled else "none"
+        self.opened: Opened | None = None
+        self.watch = failover.TimelineWatch()
+        self.logger = logging.getLogger(failover.logger_name(owner))
 
     def connection(self, timeout: float | None) -> CallConnection:
         """The connection of one call that may take ``timeout`` seconds."""
@@ -133,24 +262,91 @@ class Access:
             await self.pipe.sync()
 
     async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call``; if its pooled connection broke, run it once more
-        (see :meth:`langgraph.checkpoint.postgres._pg.access.Access.retrying`)."""
-        try:
+        """Run ``call``, again and again while a failover interrupts it (see
+        :meth:`langgraph.checkpoint.postgres._pg.access.Access.retrying`)."""
+        if self.recovery == "none":
             return await call()
-        except ConnectionLostError:
-            if not isinstance(self.source, AsyncConnectionPool):
-                raise
-            await self.source.check()
-        return await call()
+        budget: failover.RetryBudget | None = None
+        while True:
+            try:
+                if budget is None:
+                    result = await call()
+                else:
+                    token = failover.RETRY_DEADLINE.set(budget.deadline)
+                    try:
+                        result = await call()
+                    finally:
+                        failover.RETRY_DEADLINE.reset(token)
+            except Exception as error:
+                if not failover.is_failover_error(error):
+                    raise
+                # The next new connection may be on a promoted standby.
+                self.watch.suspect = True
+                if budget is None:
+                    budget = failover.RetryBudget(failover.retry_seconds(self.timeout))
+                pause = budget.next_pause(time.monotonic())
+                if pause is None:
+                    raise
+                self.logger.info(
+                    "%s call failed (%s); retrying in %.2f s (failover)",
+                    self.owner,
+                    type(error).__name__,
+                    pause,
+                )
+                if isinstance(error, ConnectionLostError) and isinstance(
+                    self.source, AsyncConnectionPool
+                ):
+                    # Replace every dead idle connection now, so that the
+                    # retry does not borrow the next dead one.
+                    await self.source.check()
+                await asyncio.sleep(pause)
+                continue
+            return result
+
+    def needs_probe(self, conn: AsyncConnection[Any]) -> bool:
+        """Whether to read the timeline after this call on ``conn`` (see
+        :meth:`langgraph.checkpoint.postgres._pg.access.Access.needs_probe`)."""
+        if not self.watch.unseen(conn):
+            return False
+        if self.watch.suspect:
+            return True
+        pool = self.source if self.pooled else None
+        return self.watch.should_probe(failover.connections_lost(pool))
+
+    async def probe_timeline(self, conn: AsyncConnection[Any]) -> None:
+        """Note the timeline of the server of ``conn``, a connection new to
+        the client; never raises (see
+        :meth:`langgraph.checkpoint.postgres._pg.access.Access.probe_timeline`)."""
+        lost = failover.connections_lost(self.source if self.pooled else None)
+        try:
+            async with conn.transaction() if not conn.autocommit else nullcontext():
+                # A plain cursor, whatever cursor_factory the connection has.
+                async with AsyncCursor(conn, row_factory=tuple_row) as cur:
+                    await cur.execute(failover.TIMELINE_SQL, prepare=False)
+                    row = await cur.fetchone()
+        except psycopg.Error as error:
+            self.logger.debug("could not read the server's timeline: %s", error)
+            return
+        warning = self.watch.observe(
+            failover.timeline_of(row), lost=lost, owner=self.owner
+        )
+        if warning is not None:
+            self.logger.warning(warning)
 
     async def migrate(
         self, migrations: Migrations | Sequence[Migrations], schema: str | None
     ) -> None:
         """Bring the database up to the latest version of ``migrations`` (one
         history, or several applied in turn, all checked first) in ``schema``
-        (see :func:`.migrate_async.migrate`)."""
+        (see :func:`.migrate_async.migrate`); a read-only standby is refused
+        with :class:`ReadOnlyServerError` saying so."""
         histories = [migrations] if isinstance(migrations, Migrations) else migrations
-        await self.retrying(partial(self._migrate_once, list(histories), schema))
+        try:
+            await self.retrying(partial(self._migrate_once, list(histories), schema))
+        except ReadOnlyServerError as error:
+            raise ReadOnlyServerError(
+                setup_read_only_message(error.__cause__ or error, owner=self.owner)
+            ) from error
 
     async def _migrate_once(
         self, histories: list[Migrations], schema: str | None
@@ -187,13 +383,15 @@ class _Call:
     never sends.
     """
 
-    __slots__ = ("_access", "_timeout", "_borrowed", "_alarm")
+    __slots__ = ("_access", "_timeout", "_borrowed", "_alarm", "_probe")
 
     def __init__(self, access: Access, timeout: float | None) -> None:
         self._access = access
         self._timeout = timeout
         self._borrowed: AbstractAsyncContextManager[AsyncConnection[Any]] | None = None
         self._alarm: tuple[_Alarm, asyncio.TimerHandle] | None = None
+        # See access._Call: the timeline of a new connection, after the call.
+        self._probe = False
 
     async def _enter(self) -> AsyncConnection[Any]:
         access = self._access
@@ -201,9 +399,21 @@ class _Call:
         try:
             source = access.source
             if isinstance(source, AsyncConnection):
+                opened = access.opened
+                if source.closed and opened is not None and not opened.finished:
+                    # Lost (or closed after it reached a read-only server):
+                    # the client owns it, so it opens another, in its turn.
+                    source = await opened.reopen()
                 conn = source
             elif isinstance(source, AsyncConnectionPool):
-                borrowing = source.connection()
+                # A retry waits for a connection no longer than it may retry
+                # (a moment at least: a zero wait fails even a ready one).
+                deadline = failover.RETRY_DEADLINE.get()
+                if deadline is None:
+                    borrowing = source.connection()
+                else:
+                    wait = min(deadline - time.monotonic(), source.timeout)
+                    borrowing = source.connection(timeout=max(0.05, wait))
                 conn = await borrowing.__aenter__()
                 self._borrowed = borrowing  # to give back, once borrowed
             else:
@@ -211,13 +421,15 @@ class _Call:
                     "expected a psycopg AsyncConnection or psycopg_pool "
                     f"AsyncConnectionPool, got {type(source).__name__}"
                 )
-            check_open(conn, pooled=access.pooled, owner=access.owner)
+            check_open(conn, recovery=access.recovery, owner=access.owner)
         except BaseException as error:
             await self._leave(error, None)  # re-raises it
         if self._timeout is not None:
             alarm = _Alarm(conn)
             handle = asyncio.get_running_loop().call_later(self._timeout, alarm.fire)
             self._alarm = (alarm, handle)
+        # See access._Call._enter: a new connection may be a new timeline.
+        self._probe = access.recovery != "none" and access.needs_probe(conn)
         return conn
 
     async def _leave(
@@ -232,7 +444,10 @@ class _Call:
             try:
                 if error is not None:
                     raise error
-            except psycopg.OperationalError as failure:
+                if self._probe and conn is not None:
+                    # After the call's work (see access._Call._leave).
+                    await self._access.probe_timeline(conn)
+            except psycopg.Error as failure:
                 if conn is None:
                     raise
                 replacement = replacement_error(
@@ -240,11 +455,19 @@ class _Call:
                     timed_out=self._alarm is not None and self._alarm[0].fired,
                     timeout=self._timeout,
                     broken=conn.broken,
-                    pooled=self._access.pooled,
+                    standby=in_hot_standby(conn),
+                    recovery=self._access.recovery,
                     owner=self._access.owner,
                 )
                 if replacement is None:
                     raise
+                if (
+                    isinstance(replacement, ReadOnlyServerError)
+                    and self._access.recovery != "none"
+                ):
+                    # Closed, a pool replaces it and a client's own is
+                    # reopened: the retry may reach the primary.
+                    await conn.close()
                 raise replacement from failure
             finally:
                 if self._alarm is not None:
@@ -343,10 +566,20 @@ def new_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[TupleRow]:
     return cur
 
 
-def check_open(conn: AsyncConnection[Any], *, pooled: bool, owner: str) -> None:
+def in_hot_standby(conn: AsyncConnection[Any]) -> bool | None:
+    """Whether the server of ``conn`` is a hot standby (see
+    :func:`langgraph.checkpoint.postgres._pg.access.in_hot_standby`)."""
+    try:
+        status = conn.info.parameter_status("in_hot_standby")
+    except psycopg.Error:
+        return None
+    return None if status is None else status == "on"
+
+
+def check_open(conn: AsyncConnection[Any], *, recovery: Recovery, owner: str) -> None:
     if conn.broken:
         raise ConnectionLostError(
-            connection_lost_message("connection broken", pooled=pooled, owner=owner)
+            connection_lost_message("connection broken", recovery=recovery, owner=owner)
         )
     if conn.closed:
         raise RuntimeError(
