@@ -16,6 +16,7 @@ saying why; with ``REQUIRE_FAILOVER=1`` they fail instead.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -158,6 +159,8 @@ def _initdb_template(bindir: Path, user: str | None) -> Path:
     with _template_lock:
         if _template is None:
             base = Path(tempfile.mkdtemp(prefix="lgcp-failover-template-"))
+            # Removed when the test session's process exits.
+            atexit.register(shutil.rmtree, base, ignore_errors=True)
             _chown_tree(base, user)
             data = base / "data"
             _run(
