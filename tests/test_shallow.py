@@ -538,6 +538,26 @@ def test_a_graph_interrupts_and_resumes(shallow_uri: str, kind: str) -> None:
         run_approvals(approval_graph(saver), "approvals-2")
 
 
+def test_a_late_put_keeps_the_writes_of_a_newer_checkpoint(shallow_uri: str) -> None:
+    # On a pool, a run's writes for the next step (here an interrupt) may
+    # commit before the put of the step before it: that put must not delete
+    # them, or the graph loses what it is waiting on.
+    first, second, third = (empty_checkpoint() for _ in range(3))
+    assert first["id"] < second["id"] < third["id"]  # ids grow with time
+    root = {"configurable": {"thread_id": "late", "checkpoint_ns": ""}}
+    with shallow_saver("pool", shallow_uri) as saver:
+        after_first = saver.put(root, first, {"step": 0}, {})
+        third_config = {
+            "configurable": {**root["configurable"], "checkpoint_id": third["id"]}
+        }
+        saver.put_writes(third_config, [("__interrupt__", "approve?")], "task")
+        after_second = saver.put(after_first, second, {"step": 1}, {})
+        saver.put(after_second, third, {"step": 2}, {})
+        loaded = saver.get_tuple(root)
+    assert loaded is not None and loaded.checkpoint["id"] == third["id"]
+    assert loaded.pending_writes == [("task", "__interrupt__", "approve?")]
+
+
 @pytest.mark.parametrize("kind", ASYNC_KINDS)
 async def test_a_graph_interrupts_and_resumes_async(
     shallow_uri: str, kind: str

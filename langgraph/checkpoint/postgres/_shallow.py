@@ -209,12 +209,16 @@ NEWEST_FIRST = (
 
 # Writes of older checkpoints go as the next one is stored. Those of the
 # checkpoint it follows stay: before checkpoint format v4, the sends they
-# hold are the new checkpoint's pending_sends.
+# hold are the new checkpoint's pending_sends. So do those of newer ones
+# (ids grow with time): on a pool, a run's writes for the next step may
+# commit before this put does, and deleting them would lose, say, the
+# interrupt the graph is waiting on.
 DELETE_STALE_WRITES_SQL = """
 DELETE FROM $checkpoint_writes
 WHERE thread_id = %(thread_id)s
     AND checkpoint_ns = %(checkpoint_ns)s
-    AND checkpoint_id NOT IN (%(checkpoint_id)s, %(parent_checkpoint_id)s)
+    AND checkpoint_id < %(checkpoint_id)s
+    AND checkpoint_id <> %(parent_checkpoint_id)s
 """
 # A channel's row holds its latest value; "empty" (no payload) when the
 # channel has a new version but no value, so that the old one is not read.
@@ -385,7 +389,7 @@ class BaseShallowSaver(BasePostgresSaver):
             "thread_id": thread_id,
             "checkpoint_ns": checkpoint_ns,
             "checkpoint_id": checkpoint_id,
-            # "" keeps NOT IN free of NULL, which would make it match nothing.
+            # "" keeps `<>` free of NULL, which would make it match nothing.
             "parent_checkpoint_id": as_text(parent_id or "", "checkpoint_id"),
             "checkpoint": as_jsonb(document, "checkpoint (a channel name)"),
             "metadata": as_jsonb(stored_metadata, "metadata"),
