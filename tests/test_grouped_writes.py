@@ -92,6 +92,8 @@ def _check(uri: str, ids: list[str], errors: dict[str, BaseException]) -> None:
         # one commit: at most two per thread.
         assert len(threads_of) <= 2 * len(THREADS), threads_of
         assert len(threads_of) < len(good)  # some did share a commit
+
+
 @pytest.mark.parametrize("kind", ["conn", "pipeline"])
 @pytest.mark.parametrize("bad", [False, True], ids=["all-good", "one-refused"])
 def test_queued_writes_share_a_commit(db_uri: str, kind: str, bad: bool) -> None:
