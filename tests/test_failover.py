@@ -10,7 +10,7 @@ one (a write waits for a table lock an admin session holds), with the pool's
 workload resumed within a few seconds of the promotion, and that every
 checkpoint (and store item) whose ``put`` returned is on the new primary.
 The figures (failed invokes, stall, missing acknowledged writes) are printed
-(``-s``) and kept in docs/failover-notes.md.
+(``-s``) and kept in docs/beyond-one-server.md.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 #: How long the workload may stall across a failover before the test fails:
 #: generous, for a loaded 2-core machine; the measured stalls are about a
-#: second (docs/failover-notes.md).
+#: second (docs/beyond-one-server.md).
 STALL_BOUND = 15.0
 
 #: Invokes the workload completes before the kill, and after the promotion.
@@ -235,7 +235,7 @@ def store_workload(run: Run, uri: str, check: bool) -> None:
 def psycopg_check_workload(size: int) -> Callable[[Run, str, bool], None]:
     """A saver on a pool of the caller's with psycopg_pool's own
     ``check=ConnectionPool.check_connection`` (what our docs used to
-    recommend), ``size`` connections: measured for docs/failover-notes.md,
+    recommend), ``size`` connections: measured for docs/beyond-one-server.md,
     not asserted."""
 
     def workload(run: Run, uri: str, check: bool) -> None:
@@ -718,7 +718,7 @@ def test_retry_budget_pauses_grow_and_end() -> None:
 
 
 def main() -> None:
-    """Print the failover figures of every workload (docs/failover-notes.md):
+    """Print the failover figures of every workload (docs/beyond-one-server.md):
     ``.venv/bin/python -m tests.test_failover``."""
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
