@@ -28,8 +28,9 @@ from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
 from langgraph.checkpoint.postgres._paging import ListPages
-from langgraph.checkpoint.postgres._pg.access import Access, CallCursor, Conn, connect
+from langgraph.checkpoint.postgres._pg.access import Access, CallCursor
 from langgraph.checkpoint.postgres._pg.cursors import Role
+from langgraph.checkpoint.postgres._pg.opening import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue

@@ -6,6 +6,6 @@ them (async), for code written against that package.
 ...     await conn.execute("SELECT 1")
 """
 
-from langgraph.checkpoint.postgres._pg.access_async import Conn, get_connection
+from langgraph.checkpoint.postgres._pg.opening_async import Conn, get_connection
 
 __all__ = ["Conn", "get_connection"]

@@ -6,6 +6,6 @@ them (sync), for code written against that package.
 ...     conn.execute("SELECT 1")
 """
 
-from langgraph.checkpoint.postgres._pg.access import Conn, get_connection
+from langgraph.checkpoint.postgres._pg.opening import Conn, get_connection
 
 __all__ = ["Conn", "get_connection"]

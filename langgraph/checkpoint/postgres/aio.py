@@ -28,18 +28,14 @@ from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
 from langgraph.checkpoint.postgres._paging import ListPages
-from langgraph.checkpoint.postgres._pg.access_async import (
-    Access,
-    CallCursor,
-    Conn,
-    connect,
-)
+from langgraph.checkpoint.postgres._pg.access_async import Access, CallCursor
 from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.loop_bridge import (
     AsyncClient,
     followed_loop,
     run_on_loop,
 )
+from langgraph.checkpoint.postgres._pg.opening_async import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue

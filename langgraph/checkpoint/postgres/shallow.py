@@ -32,7 +32,12 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncPipeline, Capabilities, Pipeline
 from psycopg.rows import TupleRow
 
-from langgraph.checkpoint.postgres._pg import access, access_async
+from langgraph.checkpoint.postgres._pg import (
+    access,
+    access_async,
+    opening,
+    opening_async,
+)
 from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.loop_bridge import (
     AsyncClient,
@@ -89,7 +94,7 @@ class ShallowPostgresSaver(BaseShallowSaver):
 
     def __init__(
         self,
-        conn: access.Conn,
+        conn: opening.Conn,
         pipe: Pipeline | None = None,
         serde: SerializerProtocol | None = None,
         *,
@@ -120,7 +125,7 @@ class ShallowPostgresSaver(BaseShallowSaver):
     ) -> Iterator[ShallowPostgresSaver]:
         """Open a connection (or, with ``pool_config``, a pool) to
         ``conn_string`` and yield a saver that uses it until the block ends."""
-        with access.connect(
+        with opening.connect(
             conn_string, pipeline=pipeline, pool_config=pool_config
         ) as opened:
             yield opened.adopt(
@@ -245,7 +250,7 @@ class AsyncShallowPostgresSaver(BaseShallowSaver):
 
     def __init__(
         self,
-        conn: access_async.Conn,
+        conn: opening_async.Conn,
         pipe: AsyncPipeline | None = None,
         serde: SerializerProtocol | None = None,
         *,
@@ -284,7 +289,7 @@ class AsyncShallowPostgresSaver(BaseShallowSaver):
     ) -> AsyncIterator[AsyncShallowPostgresSaver]:
         """Open a connection (or, with ``pool_config``, a pool) to
         ``conn_string`` and yield a saver that uses it until the block ends."""
-        async with access_async.connect(
+        async with opening_async.connect(
             conn_string, pipeline=pipeline, pool_config=pool_config
         ) as opened:
             yield opened.adopt(

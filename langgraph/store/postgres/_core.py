@@ -16,9 +16,9 @@ import psycopg
 from langgraph.store.base import Op, TTLConfig
 from typing_extensions import TypedDict
 
-from langgraph.checkpoint.postgres._pg.access import Conn as SyncConn
-from langgraph.checkpoint.postgres._pg.access_async import Conn as AsyncConn
 from langgraph.checkpoint.postgres._pg.migrations import Migrations
+from langgraph.checkpoint.postgres._pg.opening import Conn as SyncConn
+from langgraph.checkpoint.postgres._pg.opening_async import Conn as AsyncConn
 from langgraph.checkpoint.postgres._pg.options import check_timeout
 from langgraph.checkpoint.postgres._pg.schema import check_schema
 from langgraph.checkpoint.postgres._pg.statement import Statement

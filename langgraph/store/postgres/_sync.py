@@ -21,8 +21,9 @@ from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 from psycopg import Capabilities, Connection, Pipeline
 from psycopg.pq import TransactionStatus
 
-from langgraph.checkpoint.postgres._pg.access import Access, Conn, connect, new_cursor
+from langgraph.checkpoint.postgres._pg.access import Access, new_cursor
 from langgraph.checkpoint.postgres._pg.cursors import Role
+from langgraph.checkpoint.postgres._pg.opening import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval

@@ -19,18 +19,14 @@ from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 from psycopg import AsyncConnection, AsyncPipeline, Capabilities
 from psycopg.pq import TransactionStatus
 
-from langgraph.checkpoint.postgres._pg.access_async import (
-    Access,
-    Conn,
-    connect,
-    new_cursor,
-)
+from langgraph.checkpoint.postgres._pg.access_async import Access, new_cursor
 from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.loop_bridge import (
     AsyncClient,
     followed_loop,
     run_on_loop,
 )
+from langgraph.checkpoint.postgres._pg.opening_async import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
