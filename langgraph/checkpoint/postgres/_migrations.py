@@ -72,8 +72,8 @@ MIGRATION_TEMPLATES: list[str] = [
     # leading column of each primary key, which serves the same lookups; they
     # only slow every write. Nothing depends on them. One index per statement:
     # Citus refuses to drop several distributed objects in one command.
-    "DROP INDEX IF EXISTS $checkpoints_thread_id_idx;\n"
-    "DROP INDEX IF EXISTS $checkpoint_blobs_thread_id_idx;\n"
+    "DROP INDEX IF EXISTS $checkpoints_thread_id_idx;\n-- next statement\n"
+    "DROP INDEX IF EXISTS $checkpoint_blobs_thread_id_idx;\n-- next statement\n"
     "DROP INDEX IF EXISTS $checkpoint_writes_thread_id_idx",
 ]
 

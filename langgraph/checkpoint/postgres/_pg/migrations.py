@@ -64,15 +64,20 @@ INDEX_POLL_SECONDS = 0.2
 
 
 #: What separates the statements of a migration that has several: each runs
-#: on its own, as the extended query protocol (a pipeline) requires.
-STATEMENT_SEPARATOR = ";\n"
+#: on its own (Citus refuses some DDL on several objects at once). A marker
+#: of its own, not a bare ``;``, which a ``DO $$ ... $$`` body contains; as
+#: an SQL comment, the migration still runs as one string where it is run
+#: whole (``langgraph-checkpoint-postgres`` runs ``MIGRATIONS`` so).
+STATEMENT_SEPARATOR = ";\n-- next statement\n"
 
 
 def statements_of(migration: str) -> list[str]:
     """The statements of one migration, in order.
 
-    >>> statements_of("DROP INDEX IF EXISTS a;\\nDROP INDEX IF EXISTS b")
-    ['DROP INDEX IF EXISTS a', 'DROP INDEX IF EXISTS b']
+    >>> statements_of("DROP INDEX a;\\n-- next statement\\nDROP INDEX b")
+    ['DROP INDEX a', 'DROP INDEX b']
+    >>> statements_of("DO $$ BEGIN PERFORM 1;\\nPERFORM 2; END $$")
+    ['DO $$ BEGIN PERFORM 1;\\nPERFORM 2; END $$']
     """
     return [s for s in migration.split(STATEMENT_SEPARATOR) if s.strip()]
 
