@@ -117,8 +117,7 @@ def select_checkpoints(
     ``thread`` is :data:`ONE_THREAD` when ``wheres`` select one thread by
     its parameter, :data:`EACH_THREAD` otherwise."""
     # Cached: the few shapes of read query are built once, not per call.
-    where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
-    selection = f"SELECT * FROM $checkpoints c {where} {order} {limit}"
+    selection = _selection("*", wheres, order, limit)
     sql = SELECT_CHECKPOINTS_SQL.format(selection=selection, thread=thread)
     return sql + order if ordered else sql
 
@@ -128,11 +127,15 @@ def select_keys(wheres: tuple[str, ...], order: str, limit: str) -> str:
     """The keys (thread, namespace, id) of the checkpoints matching
     ``wheres``, in ``order``, at most ``limit``: the first half of a read
     done in two, across Citus shards."""
+    keys = "c.thread_id, c.checkpoint_ns, c.checkpoint_id"
+    return _selection(keys, wheres, order, limit)
+
+
+def _selection(columns: str, wheres: tuple[str, ...], order: str, limit: str) -> str:
+    """``columns`` of the checkpoints ``c`` matching ``wheres``, in ``order``,
+    at most ``limit``."""
     where = f"WHERE {' AND '.join(wheres)}" if wheres else ""
-    return (
-        "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id"
-        f" FROM $checkpoints c {where} {order} {limit}"
-    )
+    return f"SELECT {columns} FROM $checkpoints c {where} {order} {limit}"
 
 
 #: Whether the database has Citus (then a list across threads is read in
