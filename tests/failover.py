@@ -306,6 +306,24 @@ class Pair:
             + self.standby.read_log()
         )
 
+    def wait_replayed(self) -> None:
+        """Return once the standby has applied everything the primary has
+        written so far (synchronous replication waits for the standby to
+        flush a commit, not to apply it: a read there may not see it yet)."""
+        with psycopg.connect(self.primary.conninfo(), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        with psycopg.connect(self.standby.conninfo(), autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                done = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (row[0],)
+                ).fetchone()
+                if done and done[0]:
+                    return
+                time.sleep(0.02)
+        raise FailoverUnavailable("the standby did not replay the primary's writes")
+
     def create_database(self, name: str) -> None:
         """Create database ``name`` on the primary; return once the standby
         has replayed it (synchronous replication waits for the standby to

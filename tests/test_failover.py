@@ -547,6 +547,8 @@ def set_up(standing_pair: Pair) -> Pair:
         saver.setup()
     with PostgresStore.from_conn_string(standing_pair.primary.conninfo(DB)) as store:
         store.setup()
+    # The tests read and write on the standby: it must have the tables.
+    standing_pair.wait_replayed()
     return standing_pair
 
 
