@@ -24,6 +24,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import Capabilities, Pipeline
+from psycopg.errors import LockNotAvailable
 from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
@@ -33,6 +34,8 @@ from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.opening import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._sweep import RetentionConfig, SweepPass, SweepResult
+from langgraph.checkpoint.postgres._sweeper import SweeperThread
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.checkpoint.postgres.shallow import ShallowPostgresSaver
@@ -76,8 +79,11 @@ class PostgresSaver(BasePostgresSaver):
         *,
         schema: str | None = None,
         timeout: float | None = None,
+        retention: RetentionConfig | None = None,
     ) -> None:
-        super().__init__(serde=serde, schema=schema, timeout=timeout)
+        super().__init__(
+            serde=serde, schema=schema, timeout=timeout, retention=retention
+        )
         self.lock = threading.Lock()
         self._db = Access(conn, pipe, self.lock, owner="saver", timeout=self.timeout)
         self.conn = conn
@@ -86,6 +92,7 @@ class PostgresSaver(BasePostgresSaver):
         # Writes that wait for the shared connection are committed together.
         self._writes = None if self._db.pooled else WriteQueue()
         self._leading = threading.Lock()
+        self._sweeper: SweeperThread | None = None
 
     @classmethod
     @contextmanager
@@ -98,6 +105,7 @@ class PostgresSaver(BasePostgresSaver):
         pool_config: PoolConfig | None = None,
         schema: str | None = None,
         timeout: float | None = None,
+        retention: RetentionConfig | None = None,
     ) -> Iterator[PostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
@@ -107,19 +115,26 @@ class PostgresSaver(BasePostgresSaver):
         With ``pool_config`` (e.g. ``{"max_size": 10, "check": True}``) the
         saver opens and uses a ``ConnectionPool`` instead, so calls from
         several threads run in parallel. The connection, pipeline or pool
-        closes when the block ends.
+        closes when the block ends, after the saver's sweeper (if started)
+        has stopped.
         """
         with connect(conn_string, pipeline=pipeline, pool_config=pool_config) as opened:
             # The saver owns what it opened: it reopens a lost connection.
-            yield opened.adopt(
+            saver = opened.adopt(
                 cls(
                     opened.conn,
                     opened.pipe,
                     serde=serde,
                     schema=schema,
                     timeout=timeout,
+                    retention=retention,
                 )
             )
+            try:
+                yield saver
+            finally:
+                # Its sweeper would only fail on the closed connection.
+                saver.stop_sweeper()
 
     # -- I/O ---------------------------------------------------------------
 
@@ -354,7 +369,11 @@ class PostgresSaver(BasePostgresSaver):
         self._execute(self._copy_thread_statement(source_thread_id, target_thread_id))
 
     def prune(
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep: int | None = None,
     ) -> None:
         """Remove old checkpoints of ``thread_ids``, atomically.
 
@@ -363,14 +382,83 @@ class PostgresSaver(BasePostgresSaver):
         ``DeltaChannel``, the ancestors back to the nearest snapshot of each
         delta channel, so that the state rebuilt afterwards is unchanged; for a
         checkpoint older than format v4, the parent holding its pending sends.
-        As in ``langgraph-checkpoint-postgres``, a subgraph call's namespace
-        (``node:task_id``) goes entirely with the root checkpoint it started
-        from, a kept checkpoint whose parent goes is left with no parent, and
-        writes go with the checkpoints deleted (writes saved before their
-        checkpoint stay). ``"delete"`` removes everything of those threads.
-        Blobs no kept checkpoint references are removed.
+        ``"keep_last"`` with ``keep=N`` does the same for the newest ``N``
+        checkpoints of each namespace. As in ``langgraph-checkpoint-postgres``,
+        a subgraph call's namespace (``node:task_id``) goes entirely with the
+        root checkpoint it started from, the oldest kept checkpoint of a
+        namespace is left with no parent, and writes go with the checkpoints
+        deleted (writes saved before their checkpoint stay). ``"delete"``
+        removes everything of those threads. Blobs no kept checkpoint
+        references are removed.
         """
-        self._execute_all(self._prune_statements(thread_ids, strategy))
+        self._execute_all(self._prune_statements(thread_ids, strategy, keep))
+
+    # -- retention policy ----------------------------------------------------
+
+    def sweep(self) -> SweepResult:
+        """Apply the saver's ``retention`` policy once, to every thread.
+
+        Threads are read a page of ``sweep_limit`` at a time and each page is
+        swept in one transaction, thread by thread. A thread another sweeper
+        (in any process) is sweeping, one whose rows a live writer holds, and
+        one that received a checkpoint since the page was read are left for
+        the next sweep. Returns what was removed::
+
+            saver = PostgresSaver(pool, retention={"strategy": "keep_last", "keep": 20})
+            removed = saver.sweep()
+            print(removed.checkpoints, "checkpoints removed")
+        """
+        sweep = self._sweep_pass()
+        total = SweepResult()
+        while (page := sweep.next_page()) is not None:
+            rows = self._fetch(page)
+            sweep.receive(rows)
+            if rows:
+                total += self._db.retrying(partial(self._sweep_batch, sweep, rows))
+        return total
+
+    def _sweep_batch(self, sweep: SweepPass, rows: Sequence[TupleRow]) -> SweepResult:
+        """Sweep a page of threads in one transaction."""
+        newest = {row[0]: row[1] for row in rows}
+        with self._cursor("write") as cur:
+            conn = cur.connection
+            with conn.transaction():
+                for statement in (sweep.settings(), sweep.lock(rows)):
+                    cur.execute(statement.sql, statement.params)
+                mine = [row[0] for row in cur.fetchall()]
+                result = SweepResult(skipped=len(rows) - len(mine))
+                for thread_id in mine:
+                    statement = sweep.thread(thread_id, newest[thread_id])
+                    counts = None
+                    try:
+                        with conn.transaction():  # a savepoint
+                            cur.execute(statement.sql, statement.params)
+                            counts = cur.fetchone()
+                    except LockNotAvailable:
+                        pass  # a live writer holds the thread: next sweep
+                    result += SweepResult.of_thread(counts)
+            self._db.sync()
+        return result
+
+    def start_sweeper(self, sweep_interval_minutes: float | None = None) -> None:
+        """Run :meth:`sweep` every ``sweep_interval_minutes`` (the retention
+        policy's by default) on a daemon thread, until :meth:`stop_sweeper`.
+
+        A sweep that fails is logged (logger
+        ``langgraph.checkpoint.postgres.sweeper``) and tried again at the next
+        interval. Starting a running sweeper does nothing.
+        """
+        policy = self._sweep_pass().policy
+        if self._sweeper is not None and self._sweeper.running:
+            return
+        minutes = sweep_interval_minutes or policy.interval_minutes
+        self._sweeper = SweeperThread(self.sweep, minutes * 60)
+
+    def stop_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the background sweeper after its sweep in progress, if any;
+        return whether it ended within ``timeout`` seconds (``None``: wait)."""
+        sweeper, self._sweeper = self._sweeper, None
+        return sweeper is None or sweeper.stop(timeout)
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

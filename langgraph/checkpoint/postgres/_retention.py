@@ -15,14 +15,14 @@ from langgraph.checkpoint.postgres._sql import (
     COPY_THREAD_SQL,
     DELETE_FOR_RUNS_SQL,
     DELETE_THREAD_SQL,
-    PRUNE_KEEP_LATEST_SQL,
     THREADS_OF_RUNS_SQL,
     render,
 )
+from langgraph.checkpoint.postgres._sweep import check_keep, prune_sql
 from langgraph.checkpoint.postgres._validation import as_text, id_list
 
 #: Strategies ``prune`` accepts.
-PRUNE_STRATEGIES = ("keep_latest", "delete")
+PRUNE_STRATEGIES = ("keep_latest", "keep_last", "delete")
 
 
 def delete_thread_statement(schema: str | None, thread_id: str) -> Statement:
@@ -67,7 +67,10 @@ def copy_thread_statement(
 
 
 def prune_statements(
-    schema: str | None, thread_ids: Sequence[str], strategy: str
+    schema: str | None,
+    thread_ids: Sequence[str],
+    strategy: str,
+    keep: int | None = None,
 ) -> list[Statement]:
     """Build the ``prune`` statements, one per thread (none for no ids)."""
     if strategy not in PRUNE_STRATEGIES:
@@ -75,8 +78,10 @@ def prune_statements(
             f"unknown prune strategy {strategy!r}: use one of "
             + ", ".join(repr(s) for s in PRUNE_STRATEGIES)
         )
+    kept = check_keep(strategy, keep)
     ids = id_list(thread_ids, "thread_ids", "prune")
-    sql = PRUNE_KEEP_LATEST_SQL if strategy == "keep_latest" else DELETE_THREAD_SQL
-    rendered = render(sql, schema)
+    rendered = render(prune_sql(strategy), schema)
     # A thread named twice is pruned once: a second pass would find nothing.
-    return [Statement(rendered, {"thread_id": t}) for t in dict.fromkeys(ids)]
+    return [
+        Statement(rendered, {"thread_id": t, "keep": kept}) for t in dict.fromkeys(ids)
+    ]

@@ -24,6 +24,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncPipeline, Capabilities
+from psycopg.errors import LockNotAvailable
 from psycopg.rows import TupleRow
 
 from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
@@ -38,6 +39,8 @@ from langgraph.checkpoint.postgres._pg.loop_bridge import (
 from langgraph.checkpoint.postgres._pg.opening_async import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._sweep import RetentionConfig, SweepPass, SweepResult
+from langgraph.checkpoint.postgres._sweeper import SweeperTask
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.checkpoint.postgres.shallow import AsyncShallowPostgresSaver
@@ -87,8 +90,11 @@ class AsyncPostgresSaver(BasePostgresSaver):
         *,
         schema: str | None = None,
         timeout: float | None = None,
+        retention: RetentionConfig | None = None,
     ) -> None:
-        super().__init__(serde=serde, schema=schema, timeout=timeout)
+        super().__init__(
+            serde=serde, schema=schema, timeout=timeout, retention=retention
+        )
         self.lock = asyncio.Lock()
         self._db = Access(conn, pipe, self.lock, owner="saver", timeout=self.timeout)
         self.conn = conn
@@ -97,6 +103,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
         # Writes that wait for the shared connection are committed together.
         self._writes = None if self._db.pooled else WriteQueue()
         self._leading = asyncio.Lock()
+        self._sweeper: SweeperTask | None = None
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -113,6 +120,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
         pool_config: PoolConfig | None = None,
         schema: str | None = None,
         timeout: float | None = None,
+        retention: RetentionConfig | None = None,
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """Open a connection to ``conn_string`` and yield a saver that uses it.
 
@@ -122,21 +130,27 @@ class AsyncPostgresSaver(BasePostgresSaver):
         With ``pool_config`` (e.g. ``{"max_size": 10, "check": True}``) the
         saver opens and uses an ``AsyncConnectionPool`` instead, so concurrent
         tasks run in parallel. The connection, pipeline or pool closes when
-        the block ends.
+        the block ends, after the saver's sweeper (if started) has stopped.
         """
         async with connect(
             conn_string, pipeline=pipeline, pool_config=pool_config
         ) as opened:
             # The saver owns what it opened: it reopens a lost connection.
-            yield opened.adopt(
+            saver = opened.adopt(
                 cls(
                     opened.conn,
                     opened.pipe,
                     serde=serde,
                     schema=schema,
                     timeout=timeout,
+                    retention=retention,
                 )
             )
+            try:
+                yield saver
+            finally:
+                # Its sweeper would only fail on the closed connection.
+                await saver.stop_sweeper()
 
     # -- I/O ---------------------------------------------------------------
 
@@ -355,13 +369,82 @@ class AsyncPostgresSaver(BasePostgresSaver):
         )
 
     async def aprune(
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep: int | None = None,
     ) -> None:
         """Remove old checkpoints of ``thread_ids``, atomically.
 
         See :meth:`PostgresSaver.prune`.
         """
-        await self._execute_all(self._prune_statements(thread_ids, strategy))
+        await self._execute_all(self._prune_statements(thread_ids, strategy, keep))
+
+    # -- retention policy ----------------------------------------------------
+
+    async def asweep(self) -> SweepResult:
+        """Apply the saver's ``retention`` policy once, to every thread.
+
+        See :meth:`PostgresSaver.sweep`.
+        """
+        sweep = self._sweep_pass()
+        total = SweepResult()
+        while (page := sweep.next_page()) is not None:
+            rows = await self._fetch(page)
+            sweep.receive(rows)
+            if rows:
+                total += await self._db.retrying(
+                    partial(self._sweep_batch, sweep, rows)
+                )
+        return total
+
+    async def _sweep_batch(
+        self, sweep: SweepPass, rows: Sequence[TupleRow]
+    ) -> SweepResult:
+        # See PostgresSaver._sweep_batch.
+        newest = {row[0]: row[1] for row in rows}
+        async with self._cursor("write") as cur:
+            conn = cur.connection
+            async with conn.transaction():
+                for statement in (sweep.settings(), sweep.lock(rows)):
+                    await cur.execute(statement.sql, statement.params)
+                mine = [row[0] for row in await cur.fetchall()]
+                result = SweepResult(skipped=len(rows) - len(mine))
+                for thread_id in mine:
+                    statement = sweep.thread(thread_id, newest[thread_id])
+                    counts = None
+                    try:
+                        async with conn.transaction():  # a savepoint
+                            await cur.execute(statement.sql, statement.params)
+                            counts = await cur.fetchone()
+                    except LockNotAvailable:
+                        pass  # a live writer holds the thread: next sweep
+                    result += SweepResult.of_thread(counts)
+            await self._db.sync()
+        return result
+
+    async def start_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> asyncio.Task[None]:
+        """Run :meth:`asweep` every ``sweep_interval_minutes`` (the retention
+        policy's by default) in a task of the running loop, until
+        :meth:`stop_sweeper`; return the task.
+
+        A sweep that fails is logged and tried again at the next interval
+        (see :meth:`PostgresSaver.start_sweeper`).
+        """
+        policy = self._sweep_pass().policy
+        if self._sweeper is None or not self._sweeper.running:
+            minutes = sweep_interval_minutes or policy.interval_minutes
+            self._sweeper = SweeperTask(self.asweep, minutes * 60)
+        return self._sweeper.task
+
+    async def stop_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the background sweeper after its sweep in progress, if any;
+        return whether it ended within ``timeout`` seconds (``None``: wait)."""
+        sweeper, self._sweeper = self._sweeper, None
+        return sweeper is None or await sweeper.stop(timeout)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -420,9 +503,16 @@ class AsyncPostgresSaver(BasePostgresSaver):
         return self._run_sync(self.acopy_thread(source_thread_id, target_thread_id))
 
     def prune(
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep: int | None = None,
     ) -> None:
-        return self._run_sync(self.aprune(thread_ids, strategy=strategy))
+        return self._run_sync(self.aprune(thread_ids, strategy=strategy, keep=keep))
+
+    def sweep(self) -> SweepResult:
+        return self._run_sync(self.asweep())
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

@@ -71,6 +71,12 @@ from langgraph.checkpoint.postgres._sql import (
     render,
     select_checkpoints,
 )
+from langgraph.checkpoint.postgres._sweep import (
+    RetentionConfig,
+    RetentionPolicy,
+    SweepPass,
+    SweepResult,
+)
 from langgraph.checkpoint.postgres._validation import (
     ConfigKeyError,
     as_jsonb,
@@ -100,6 +106,8 @@ __all__ = [
     "ConnectionLostError",
     "ReadOnlyServerError",
     "CallTimeoutError",
+    "RetentionConfig",
+    "SweepResult",
     "ListPages",
     "QueuedWrite",
     "Statement",
@@ -150,6 +158,7 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         timeout: float | None = None,
+        retention: RetentionConfig | None = None,
     ) -> None:
         super().__init__(serde=serde)
         #: The Postgres schema holding the tables; ``None`` means whichever
@@ -157,6 +166,9 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         self.schema = check_schema(schema)
         #: Seconds a database call may wait for the server; ``None``: no limit.
         self.timeout = check_timeout(timeout)
+        #: What :meth:`sweep` removes (``None``: no policy; see
+        #: :class:`RetentionConfig`).
+        self.retention = RetentionPolicy.of(retention)
         # Whether the database has Citus: asked once, at the first list
         # across threads (the one call that reads differently there).
         self._citus: bool | None = None
@@ -411,10 +423,21 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         )
 
     def _prune_statements(
-        self, thread_ids: Sequence[str], strategy: str
+        self, thread_ids: Sequence[str], strategy: str, keep: int | None = None
     ) -> list[Statement]:
         """Build the ``prune`` statements (one per thread; none for no ids)."""
-        return _retention.prune_statements(self.schema, thread_ids, strategy)
+        return _retention.prune_statements(self.schema, thread_ids, strategy, keep)
+
+    def _sweep_pass(self) -> SweepPass:
+        """Plan a sweep by the saver's retention policy."""
+        if self.retention is None:
+            raise ValueError(
+                "this saver has no retention policy to sweep by: pass "
+                'retention={"strategy": "delete", "default_ttl": minutes} (or '
+                '"keep_latest", or "keep_last" with "keep": N) to the saver, '
+                "or call prune() with the threads to prune"
+            )
+        return SweepPass(self.retention, self.schema)
 
     def _delta_history_statement(
         self, config: RunnableConfig, channels: Sequence[str]

@@ -12,14 +12,38 @@ from langgraph.checkpoint.postgres._sql.fragments import populated
 # two phases). An operation on several threads runs one statement per thread
 # in one transaction.
 
-DELETE_THREAD_SQL = """
-WITH deleted_writes AS (
-    DELETE FROM $checkpoint_writes WHERE thread_id = %(thread_id)s
+# The row a deleting statement returns: checkpoints, writes, blobs removed.
+_COUNTS = """SELECT
+    (SELECT count(*) FROM deleted_checkpoints),
+    (SELECT count(*) FROM deleted_writes),
+    (SELECT count(*) FROM deleted_blobs)"""
+
+
+def delete_thread_sql(guard: str = "TRUE") -> str:
+    """SQL: delete every row of the thread ``%(thread_id)s`` if ``guard`` (a
+    condition on the thread's tables) holds; returns one row: how many
+    checkpoints, writes and blobs went."""
+    return f"""
+WITH go AS MATERIALIZED (
+    SELECT {guard} AS ok
+), deleted_writes AS (
+    DELETE FROM $checkpoint_writes
+    WHERE thread_id = %(thread_id)s AND (SELECT ok FROM go)
+    RETURNING 1
 ), deleted_blobs AS (
-    DELETE FROM $checkpoint_blobs WHERE thread_id = %(thread_id)s
+    DELETE FROM $checkpoint_blobs
+    WHERE thread_id = %(thread_id)s AND (SELECT ok FROM go)
+    RETURNING 1
+), deleted_checkpoints AS (
+    DELETE FROM $checkpoints
+    WHERE thread_id = %(thread_id)s AND (SELECT ok FROM go)
+    RETURNING 1
 )
-DELETE FROM $checkpoints WHERE thread_id = %(thread_id)s
+{_COUNTS}
 """
+
+
+DELETE_THREAD_SQL = delete_thread_sql()
 
 
 def _delete_unreferenced_blobs(scope: str) -> str:
@@ -60,8 +84,9 @@ def _not_kept(row: str) -> str:
 
 _THREAD = "%(thread_id)s"
 
-# Keep, per namespace of the thread, the newest checkpoint (its head) and
-# what reading it back needs:
+
+# Keep, per namespace of the thread, the newest checkpoint (its head), or
+# the newest N, and what reading them back needs:
 # - before format v4 a checkpoint reads its pending sends from its parent's
 #   `__pregel_tasks` writes, so that parent stays too, with its writes;
 # - for every delta channel a kept checkpoint does not hold itself, the chain
@@ -85,16 +110,18 @@ _THREAD = "%(thread_id)s"
 # twice. Lookups in the tables say `thread_id = ANY(...)` even where a join
 # names the thread already: should the planner hash one side instead of
 # looking rows up by key, it then reads the threads' rows, not the table's.
-PRUNE_KEEP_LATEST_SQL = f"""
-WITH RECURSIVE latest AS (
-    SELECT DISTINCT ON (thread_id, checkpoint_ns)
-        thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-        checkpoint, metadata
-    FROM $checkpoints
-    WHERE thread_id = %(thread_id)s
-    ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
+def _prune_sql(latest: str, heads: str, guard: str) -> str:
+    """SQL: prune the thread ``%(thread_id)s`` down to the checkpoints
+    ``latest`` (a CTE body: the newest of each namespace to keep, with
+    ``heads``, the newest alone), if ``guard`` holds; returns how many
+    checkpoints, writes and blobs went, as :func:`delete_thread_sql` does."""
+    return f"""
+WITH RECURSIVE go AS MATERIALIZED (
+    SELECT {guard} AS ok
+), latest AS ({latest}
+), heads AS ({heads}
 ), chain AS (
-    -- Only a head with delta counters starts a walk. Besides sparing the
+    -- Only a kept checkpoint with delta counters starts a walk. Besides sparing the
     -- others, this keeps the planner's estimate of the walk (ten rounds of
     -- its first rows, each with a lookup per channel) low: past
     -- `jit_above_cost` Postgres compiles the statement before running it,
@@ -154,7 +181,7 @@ WITH RECURSIVE latest AS (
     -- as `latest`, and hashes.
     SELECT l.thread_id, l.checkpoint_ns,
         r.checkpoint_id IS NOT NULL AND k.checkpoint_id IS NULL AS dropped
-    FROM latest l
+    FROM heads l
     LEFT JOIN $checkpoints r
         ON strpos(l.checkpoint_ns, ':') > 0
         AND r.thread_id = %(thread_id)s
@@ -171,24 +198,28 @@ WITH RECURSIVE latest AS (
     WHERE NOT n.dropped
 ), deleted_checkpoints AS (
     DELETE FROM $checkpoints c
-    WHERE c.thread_id = %(thread_id)s AND {_not_kept("c")}
+    WHERE c.thread_id = %(thread_id)s AND (SELECT ok FROM go) AND {_not_kept("c")}
+    RETURNING 1
 ), deleted_writes AS (
     -- The writes of the checkpoints deleted_checkpoints deletes, found the
     -- same way rather than from rows it would return: the planner has no
     -- statistics on those, and may pair every write with each of them.
     DELETE FROM $checkpoint_writes w
     WHERE w.thread_id = %(thread_id)s
+        AND (SELECT ok FROM go)
         AND (w.thread_id, w.checkpoint_ns, w.checkpoint_id) IN (
             SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id
             FROM $checkpoints c
             WHERE c.thread_id = %(thread_id)s AND {_not_kept("c")}
         )
+    RETURNING 1
 ), dropped_writes AS (
     -- The rest of a dropped namespace: writes whose checkpoint is not saved
     -- (deleted_writes has the others: a statement may not delete a row twice).
     DELETE FROM $checkpoint_writes w
     USING namespaces n
     WHERE n.dropped
+        AND (SELECT ok FROM go)
         AND w.thread_id = %(thread_id)s
         AND w.thread_id = n.thread_id
         AND w.checkpoint_ns = n.checkpoint_ns
@@ -199,6 +230,7 @@ WITH RECURSIVE latest AS (
                 AND c.checkpoint_ns = w.checkpoint_ns
                 AND c.checkpoint_id = w.checkpoint_id
         )
+    RETURNING 1
 ), orphaned AS (
     -- Compared with the ids kept in their own namespace, as an array: a join
     -- of `kept` with itself, whose size the planner can only guess, may
@@ -215,6 +247,7 @@ WITH RECURSIVE latest AS (
     SET parent_checkpoint_id = NULL
     FROM orphaned o
     WHERE c.thread_id = %(thread_id)s
+        AND (SELECT ok FROM go)
         AND c.thread_id = o.thread_id
         AND c.checkpoint_ns = o.checkpoint_ns
         AND c.checkpoint_id = o.checkpoint_id
@@ -234,17 +267,65 @@ WITH RECURSIVE latest AS (
     CROSS JOIN LATERAL jsonb_each_text(
         CASE jsonb_typeof(kc.versions) WHEN 'object' THEN kc.versions END
     ) v
+), deleted_blobs AS (
+    DELETE FROM $checkpoint_blobs b
+    WHERE b.thread_id = %(thread_id)s
+        AND (SELECT ok FROM go)
+        AND NOT EXISTS (
+            SELECT 1 FROM referenced r
+            WHERE r.thread_id = b.thread_id
+                AND r.checkpoint_ns = b.checkpoint_ns
+                AND r.channel = b.channel
+                AND r.version = b.version
+        )
+    RETURNING 1
+), all_deleted_writes AS (
+    SELECT 1 FROM deleted_writes UNION ALL SELECT 1 FROM dropped_writes
 )
-DELETE FROM $checkpoint_blobs b
-WHERE b.thread_id = %(thread_id)s
-    AND NOT EXISTS (
-        SELECT 1 FROM referenced r
-        WHERE r.thread_id = b.thread_id
-            AND r.checkpoint_ns = b.checkpoint_ns
-            AND r.channel = b.channel
-            AND r.version = b.version
-    )
+{_COUNTS.replace("FROM deleted_writes", "FROM all_deleted_writes")}
 """
+
+
+# The newest checkpoint of each namespace of the thread.
+_NEWEST = """
+    SELECT DISTINCT ON (thread_id, checkpoint_ns)
+        thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+        checkpoint, metadata
+    FROM $checkpoints
+    WHERE thread_id = %(thread_id)s
+    ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC"""
+
+# The newest %(keep)s checkpoints of each namespace of the thread; `heads`
+# picks the newest of them.
+_NEWEST_N = """
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+        checkpoint, metadata, newest_first
+    FROM (
+        SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id,
+            c.parent_checkpoint_id, c.checkpoint, c.metadata,
+            row_number() OVER (
+                PARTITION BY c.checkpoint_ns ORDER BY c.checkpoint_id DESC
+            ) AS newest_first
+        FROM $checkpoints c
+        WHERE c.thread_id = %(thread_id)s
+    ) ranked
+    WHERE newest_first <= %(keep)s"""
+
+
+def prune_keep_latest_sql(guard: str = "TRUE") -> str:
+    """SQL: ``prune`` keeping the newest checkpoint of each namespace."""
+    return _prune_sql(_NEWEST, "SELECT * FROM latest", guard)
+
+
+def prune_keep_last_sql(guard: str = "TRUE") -> str:
+    """SQL: ``prune`` keeping the newest ``%(keep)s`` checkpoints of each
+    namespace."""
+    return _prune_sql(_NEWEST_N, "SELECT * FROM latest WHERE newest_first = 1", guard)
+
+
+PRUNE_KEEP_LATEST_SQL = prune_keep_latest_sql()
+PRUNE_KEEP_LAST_SQL = prune_keep_last_sql()
+
 
 # The threads holding checkpoints of the runs (found across every shard), to
 # delete from one by one.
