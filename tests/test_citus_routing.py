@@ -888,3 +888,63 @@ def test_print_routing_table() -> None:
             f"sync saver, one connection; {SHARD_COUNT} shard groups on 2 workers",
         )
     )
+
+
+# --------------------------------------------------------------------------
+# Retention sweeps
+
+
+def _age(uri: str, schema: str) -> None:
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {}.checkpoints SET checkpoint = jsonb_set(checkpoint, "
+                "'{{ts}}', to_jsonb('2020-01-01T00:00:00+00:00'::text))"
+            ).format(sql.Identifier(schema))
+        )
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"strategy": "keep_last", "keep": 2},
+        {"strategy": "keep_latest", "default_ttl": 60},
+        {"strategy": "delete", "default_ttl": 60, "sweep_limit": 3},
+    ],
+    ids=["keep_last", "keep_latest ttl", "delete ttl"],
+)
+def test_a_sweep_removes_each_thread_on_its_shard(
+    citus_uri: str, policy: dict[str, Any]
+) -> None:
+    """A sweep finds its threads across every shard, then each thread's
+    statement runs on that thread's shard group alone; what it removes is
+    what it removes from plain tables."""
+    schema, plain = new_schema_name("lgcp_s"), new_schema_name("lgcp_s")
+    set_up(citus_uri, schema, distributed=True)
+    set_up(citus_uri, plain, distributed=False)
+    shards = shard_map(citus_uri, schema)
+    by_group = threads_in_groups(citus_uri, schema, "swept", per_group=2)
+    threads = [t for group in by_group.values() for t in group]
+    with (
+        PostgresSaver.from_conn_string(citus_uri, schema=schema) as distributed,
+        PostgresSaver.from_conn_string(citus_uri, schema=plain) as local,
+    ):
+        for thread_id in threads:
+            fill([distributed, local], thread_id, f"run-{thread_id}")
+    _age(citus_uri, schema)
+    _age(citus_uri, plain)
+    with (
+        Connection.connect(citus_uri, **RECOMMENDED) as conn,
+        Connection.connect(citus_uri, **RECOMMENDED) as plain_conn,
+    ):
+        log = watch(conn)
+        log.take()
+        removed = PostgresSaver(conn, schema=schema, retention=policy).sweep()
+        commands = log.take()
+        wanted = PostgresSaver(plain_conn, schema=plain, retention=policy).sweep()
+    assert removed == wanted and removed.threads == len(threads)
+    deletes = [c for c in commands if re.search(r"\bDELETE\b", c.text, re.I)]
+    assert len(deletes) >= len(threads)
+    for command in deletes:
+        assert len(routing([command], shards).groups) == 1, command.text[:300]
+    assert dump_tables(citus_uri, schema) == dump_tables(citus_uri, plain)
