@@ -17,6 +17,16 @@ machine's speed hits both alike; the other workloads run the sides one after
 the other, swapping which goes first each repetition. It reports each side's
 median ops/s and the median of the per-repetition ratios ours/baseline.
 
+Each read and write workload also has a floor (``bench/floors.py``): the same
+bytes read, or the same rows written, by one bare prepared statement, which
+each worker times interleaved with the workload in the same slices; the
+report gives each side's latency as a multiple of its floor. The graph
+workloads time the same graph on ``InMemorySaver`` (and, in our interpreter,
+``SqliteSaver``) the same way, under each ``durability`` mode, so that each
+side's share of an invoke (its latency minus InMemorySaver's) can be
+compared. Each workload's target (``catalog.Target``) bounds one of these
+measures, and the report computes whether it was met.
+
 The server is ``POSTGRES_URI`` when set (any database on it; the runner
 creates and drops its own), else a throwaway embedded PostgreSQL.
 
@@ -47,7 +57,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -405,9 +415,62 @@ class Outcome:
         default_factory=lambda: {side: [] for side in SIDES}
     )
     ratios: list[float] = field(default_factory=list)
+    #: Per repetition and side: latency over that of the floor timed in the
+    #: same worker, interleaved (workloads with a floor).
+    floors: dict[str, list[float]] = field(
+        default_factory=lambda: {side: [] for side in SIDES}
+    )
+    #: Per repetition: our share of a graph's invoke over the baseline's
+    #: (each side's latency minus that of InMemorySaver timed beside it).
+    shares: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     #: Why the workload did not run, if it did not (e.g. no pgvector).
     skipped: str | None = None
+
+    def add(self, got: dict[str, dict[str, Any]]) -> None:
+        """Record one repetition's results (by side, those that succeeded)."""
+        for side, result in got.items():
+            self.runs[side].append(result)
+            multiple = floor_multiple(result)
+            if multiple is not None:
+                self.floors[side].append(multiple)
+        if "ours" in got and "baseline" in got:
+            ours, base = got["ours"], got["baseline"]
+            if base["ops_per_s"] > 0:
+                self.ratios.append(ours["ops_per_s"] / base["ops_per_s"])
+            ours_share, base_share = graph_share(ours), graph_share(base)
+            if ours_share is not None and base_share is not None and base_share > 0:
+                self.shares.append(ours_share / base_share)
+
+    def values(self, measure: catalog.Measure) -> list[float]:
+        """The per-repetition values of ``measure`` (see ``catalog.Measure``)."""
+        if measure == "ratio":
+            return self.ratios
+        if measure == "floor":
+            return self.floors["ours"]
+        return self.shares
+
+    def floor(self, side: str) -> float | None:
+        """Median of ``side``'s latency over its floor's."""
+        values = self.floors[side]
+        return statistics.median(values) if values else None
+
+    def measured(self) -> float | None:
+        """Median of the target's measure, if the workload has a target."""
+        target = self.spec.target
+        values = self.values(target.measure) if target is not None else []
+        return statistics.median(values) if values else None
+
+    def met(self) -> str:
+        """``met``, ``NOT met``, ``no data`` or ``—`` (no target), computed
+        from the measured median."""
+        target = self.spec.target
+        if target is None:
+            return "—"
+        value = self.measured()
+        if value is None:
+            return "no data"
+        return "met" if target.met(value) else "NOT met"
 
     def median(self, side: str, key: str = "ops_per_s") -> float | None:
         """Median of ``key`` over ``side``'s successful runs."""
@@ -425,13 +488,30 @@ class Outcome:
             for run in runs:
                 for key, value in run.items():
                     if (
-                        key not in STANDARD_KEYS
+                        _extra_key(key)
                         and key not in keys
                         and isinstance(value, (int, float))
                         and not isinstance(value, bool)
                     ):
                         keys.append(key)
         return keys
+
+
+def floor_multiple(result: dict[str, Any]) -> float | None:
+    """A worker's latency over its floor's, both timed in its slices."""
+    latency, floor = result.get("latency_us"), result.get("floor_us")
+    if latency is None or not floor:
+        return None
+    return float(latency) / float(floor)
+
+
+def graph_share(result: dict[str, Any]) -> float | None:
+    """A graph worker's checkpointer share of an invoke (µs): its latency
+    minus that of the same graph on InMemorySaver, timed in its slices."""
+    latency, memory = result.get("latency_us"), result.get("memory_us")
+    if latency is None or memory is None:
+        return None
+    return float(latency) - float(memory)
 
 
 def _worker_command(side: str, workload: str, uri: str, seconds: float) -> list[str]:
@@ -610,7 +690,9 @@ def run_workload(
     """Alternate the sides over ``reps`` repetitions of one workload."""
     outcome = Outcome(spec)
     timeout = 900.0 if spec.kind == "memory" else 120.0 + 20 * seconds
-    sides = ["ours"] if spec.kind == "floor" else list(SIDES)
+    sides = list(SIDES)
+    if spec.reps is not None:
+        reps = min(reps, spec.reps)
     try:
         tpl = (templates or Templates()).names(spec, admin_uri, sides)
     except BenchError as exc:
@@ -627,24 +709,35 @@ def run_workload(
             )
         else:
             runs = _sequential_rep(spec, admin_uri, order, seconds, timeout, tpl)
-        got: dict[str, float] = {}
+        got: dict[str, dict[str, Any]] = {}
         for side, result in runs.items():
             if isinstance(result, BenchError):
                 outcome.errors.append(f"rep {rep + 1}: {result}")
                 print(f"  ! {result}", flush=True)
                 continue
-            outcome.runs[side].append(result)
-            got[side] = result["ops_per_s"]
-        if "ours" in got and "baseline" in got and got["baseline"] > 0:
-            outcome.ratios.append(got["ours"] / got["baseline"])
-        line = f"{spec.name:<20} rep {rep + 1}/{reps}"
-        for side in SIDES:
-            if side in got:
-                line += f"  {side} {_fmt_rate(got[side])}/s"
-        if outcome.ratios and len(got) == 2:
-            line += f"  ratio {outcome.ratios[-1]:.2f}"
-        print(line, flush=True)
+            got[side] = result
+        outcome.add(got)
+        print(_rep_line(spec.name, rep, reps, got), flush=True)
     return outcome
+
+
+def _rep_line(name: str, rep: int, reps: int, got: dict[str, dict[str, Any]]) -> str:
+    """One repetition's progress line: each side's ops/s, its latency over its
+    floor's or its share of a graph's invoke, and the ratio."""
+    line = f"{name:<20} rep {rep + 1}/{reps}"
+    for side in SIDES:
+        if side not in got:
+            continue
+        line += f"  {side} {_fmt_rate(got[side]['ops_per_s'])}/s"
+        multiple, share = floor_multiple(got[side]), graph_share(got[side])
+        if multiple is not None:
+            line += f" ({multiple:.2f}x floor)"
+        if share is not None:
+            line += f" (share {share / 1000:.1f} ms)"
+    if len(got) == 2 and got["baseline"]["ops_per_s"] > 0:
+        ratio = got["ours"]["ops_per_s"] / got["baseline"]["ops_per_s"]
+        line += f"  ratio {ratio:.2f}"
+    return line
 
 
 #: One repetition's result per side: the worker's JSON, or what went wrong.
@@ -723,36 +816,82 @@ def _sliced_rep(
 # -- report ------------------------------------------------------------------
 
 
+def _fmt_x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
 def results_table(outcomes: Sequence[Outcome]) -> str:
-    """The Markdown table of throughputs, ratios and targets."""
+    """The Markdown table of throughputs, ratios, floors and targets.
+
+    ``measured`` is the median of the target's per-repetition values (the
+    ratio, our latency over the floor's, or our share of a graph's invoke
+    over the baseline's), ``range`` their spread (the ratio's when the
+    workload has no target); ``met`` is computed from ``measured``.
+    """
     lines = [
-        "| workload | ours ops/s | baseline ops/s | median ratio | target | met "
-        "| ratio range |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "| workload | ours ops/s | baseline ops/s | ours/baseline | ours/floor "
+        "| baseline/floor | target | measured | met | range |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |",
     ]
     for out in outcomes:
         spec = out.spec
-        ratio = out.ratio()
-        if spec.kind == "floor":
-            ratio_text, target_text, met = "n/a (floor)", "—", "—"
-        else:
-            ratio_text = "—" if ratio is None else f"{ratio:.2f}x"
-            target_text = "—" if spec.target is None else f">= {spec.target:g}x"
-            if spec.target is None:
-                met = "—"
-            elif ratio is None:
-                met = "no data"
-            else:
-                met = "met" if ratio >= spec.target else "NOT met"
-        baseline = "—" if spec.kind == "floor" else _fmt_rate(out.median("baseline"))
-        spread = "—"
-        if out.ratios:
-            spread = f"{min(out.ratios):.2f}–{max(out.ratios):.2f}"
+        target = spec.target
+        values = out.values(target.measure) if target is not None else out.ratios
+        spread = f"{min(values):.2f}–{max(values):.2f}" if values else "—"
         lines.append(
-            f"| {spec.name} | {_fmt_rate(out.median('ours'))} | {baseline} "
-            f"| {ratio_text} | {target_text} | {met} | {spread} |"
+            f"| {spec.name} | {_fmt_rate(out.median('ours'))} "
+            f"| {_fmt_rate(out.median('baseline'))} | {_fmt_x(out.ratio())} "
+            f"| {_fmt_x(out.floor('ours'))} | {_fmt_x(out.floor('baseline'))} "
+            f"| {'—' if target is None else target.text()} "
+            f"| {_fmt_x(out.measured())} | {out.met()} | {spread} |"
         )
     return "\n".join(lines)
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    """The median of the values that are not None, if any."""
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def _median_of(runs: Sequence[dict[str, Any]], key: str) -> float | None:
+    return _median(float(run[key]) for run in runs if key in run)
+
+
+def _fmt_ms(value_us: float | None) -> str:
+    return "—" if value_us is None else f"{value_us / 1000:.1f}"
+
+
+def graphs_table(outcomes: Sequence[Outcome]) -> str:
+    """A Markdown table of the graph workloads: ms per invoke on each saver,
+    and each side's share (its latency minus InMemorySaver's)."""
+    lines = [
+        "| workload | durability | ours ms | baseline ms | InMemorySaver ms "
+        "| SqliteSaver ms | ours' share ms | baseline's share ms "
+        "| share ours/baseline |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for out in outcomes:
+        if out.spec.durability is None:
+            continue
+        both = [*out.runs["ours"], *out.runs["baseline"]]
+        shares = {side: _median(map(graph_share, out.runs[side])) for side in SIDES}
+        lines.append(
+            f"| {out.spec.name} | {out.spec.durability} "
+            f"| {_fmt_ms(_median_of(out.runs['ours'], 'latency_us'))} "
+            f"| {_fmt_ms(_median_of(out.runs['baseline'], 'latency_us'))} "
+            f"| {_fmt_ms(_median_of(both, 'memory_us'))} "
+            f"| {_fmt_ms(_median_of(both, 'sqlite_us'))} "
+            f"| {_fmt_ms(shares['ours'])} | {_fmt_ms(shares['baseline'])} "
+            f"| {_fmt_x(_median(out.shares))} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _extra_key(key: str) -> bool:
+    """Whether a worker's key is a workload-specific number for the extras
+    table (companions' call counts are not: their latencies are)."""
+    return key not in STANDARD_KEYS and not key.endswith("_ops")
 
 
 def extras_table(outcomes: Sequence[Outcome]) -> str:
@@ -837,6 +976,14 @@ def _run_lines(info: RunInfo, outcomes: Sequence[Outcome]) -> list[str]:
 def _results_lines(outcomes: Sequence[Outcome]) -> list[str]:
     """The results table, the workload-specific numbers and the workloads."""
     out = ["", results_table(outcomes), ""]
+    graphs = graphs_table(outcomes)
+    if graphs:
+        out += [
+            "Graph invokes by durability mode (medians; ms per invoke):",
+            "",
+            graphs,
+            "",
+        ]
     extras = extras_table(outcomes)
     if extras:
         out += ["Workload-specific numbers (medians):", "", extras, ""]
@@ -861,27 +1008,58 @@ def checkpoint_report(info: RunInfo, outcomes: Sequence[Outcome]) -> str:
         "",
         "ops/s counts calls (list: one call returns the page or whole thread; "
         "pool workloads: one put + put_writes + get_tuple cycle; graph: one "
-        "invoke; memory_list: checkpoints iterated; floor: one INSERT + SELECT "
-        "pair). The ratio column is the median of the per-repetition ratios "
-        "ours/baseline, not the ratio of the medians.",
+        "invoke; memory_list: checkpoints iterated). `ours/baseline` is the "
+        "median of the per-repetition ratios of ops/s, not the ratio of the "
+        "medians. `ours/floor` and `baseline/floor` are the medians of each "
+        "side's per-repetition latency over that of its floor. A target "
+        "bounds one measure: the ratio to the baseline (`>= Nx baseline`), "
+        "our latency over the floor's (`<= Nx floor`), or, for a graph, our "
+        "share of an invoke over the baseline's (`share <= Nx baseline's`); "
+        "`measured` is that measure's median over the repetitions, `met` is "
+        "computed from it, and `range` is its spread (the ratio's, where "
+        "there is no target).",
+        "",
+        "Floors: every read and write workload has one, timed in the same "
+        "worker process as the workload, interleaved with it in the same "
+        "slices (bursts of 50 ms, in turn, the order reversing every round), "
+        "for as long as the workload, on a psycopg connection of its own "
+        "(async for an async workload), every statement prepared, results in "
+        "binary. A read's floor is one `SELECT` by primary key of one `bytea` "
+        "per checkpoint, which the server copied, before timing, from the "
+        "rows the saver stored (keys, the checkpoint and its metadata as "
+        "JSON text, the blobs its channel versions point at, its writes): "
+        "the bytes its read query returns, the same checkpoint (the latest, "
+        "or the same random ids), and as many rows as a list returns. A "
+        "write's floor stores the same rows in tables shaped like the "
+        "saver's, serialized beforehand by the same serializer: a put's "
+        "checkpoint row and its blob row in one statement (a `WITH` of two "
+        "`INSERT`s), a put_writes' three write rows in one `INSERT`, each "
+        "committing. `floor_bytes` is a call's payload. Each side measures "
+        "its own floor on its own data.",
+        "",
+        "Graphs: the graph of `graph`/`agraph` runs on each side's saver and, "
+        "in the same worker, interleaved in the same slices, on "
+        "`InMemorySaver` (`memory_us`) and, in our interpreter (the only one "
+        "with `langgraph-checkpoint-sqlite`), on `SqliteSaver` / "
+        "`AsyncSqliteSaver` over a fresh file (`sqlite_us`), each with the "
+        "workload's `durability`. A side's share of an invoke is its latency "
+        "minus InMemorySaver's in the same worker: what the checkpointer "
+        "adds to LangGraph's own work. The modes other than the default "
+        "(`async`) have no target and fewer repetitions.",
         "",
         "Method: every side of every repetition is a new worker process on a "
         "new database; `setup()` and data preparation are untimed, and "
         "prepared threads get a `VACUUM ANALYZE` (as an autovacuumed database "
-        "would have) before timing. Timed loops follow a short warm-up. "
-        "Single-loop workloads are sliced: both sides' workers start and "
-        "prepare together, then the runner has them work in turn, in short "
-        "slices (ours, baseline, baseline, ours, ...), so that the machine's "
-        "speed, which drifts over seconds, weighs on both alike; the pool, "
-        "floor and memory workloads run the sides one after the other "
-        "(which goes first alternates). Checkpoints are in format v4, as "
-        "LangGraph 1.x graphs write them; `get_tuple_legacy` reads format v2 "
-        "ones (older graphs), whose reads also load the parent's pending "
-        "sends (the baseline with a second query). `floor` reports the mean "
-        "latency of its statements: `insert_us` of the INSERT of a put's "
-        "bytes (it commits), `select_us` of the SELECT of them, and "
-        "`commit_us`, after the timed loop, of 1,000 one-row INSERTs. "
-        "`memory_list` times one "
+        "would have) before timing. Timed loops follow a short warm-up (of "
+        "each companion too). Single-loop workloads are sliced: both sides' "
+        "workers start and prepare together, then the runner has them work "
+        "in turn, in short slices (ours, baseline, baseline, ours, ...), so "
+        "that the machine's speed, which drifts over seconds, weighs on both "
+        "alike; the pool and memory workloads run the sides one after the "
+        "other (which goes first alternates). Checkpoints are in format v4, "
+        "as LangGraph 1.x graphs write them; `get_tuple_legacy` reads format "
+        "v2 ones (older graphs), whose reads also load the parent's pending "
+        "sends (the baseline with a second query). `memory_list` times one "
         "full pass: `first_item_ms` is from calling `list()` to its first item, "
         "`list_peak_rss_mb` the peak RSS (VmHWM, reset just before the pass). "
         "`get_tuple_deep` alternates latest-checkpoint reads on a "
@@ -946,6 +1124,7 @@ def write_report(path: Path, outcomes: Sequence[Outcome], info: RunInfo) -> None
         text = path.read_text()
     except FileNotFoundError:
         text = ""
+    text, blocks = _cut_blocks(text)
     head, store, kept = _sections(text)
     checkpoint = [o for o in outcomes if o.spec.group != "store"]
     stored = [o for o in outcomes if o.spec.group == "store"]
@@ -953,7 +1132,7 @@ def write_report(path: Path, outcomes: Sequence[Outcome], info: RunInfo) -> None
         head = checkpoint_report(info, checkpoint)
     if stored:
         store = store_report(info, stored)
-    path.write_text(head + store + kept)
+    path.write_text(_with_blocks(head + store + kept, blocks))
 
 
 #: The heading of the store's section of the report.
@@ -961,6 +1140,40 @@ STORE_SECTION = "\n## Store"
 #: Sections of the report that other scripts write (bench/soak.py's); a new
 #: benchmark run keeps them.
 KEPT_SECTION = "\n## Soak"
+
+
+#: Markers of a block that another script writes into the report
+#: (bench/scale.py's); a run keeps the block, markers included, verbatim, at
+#: the end of the report.
+KEPT_BLOCKS = (("<!-- scale:begin -->", "<!-- scale:end -->"),)
+
+
+def _cut_blocks(text: str) -> tuple[str, list[str]]:
+    """``text`` without its kept blocks (see :data:`KEPT_BLOCKS`), and the
+    blocks, in the order they came.
+
+    A block runs from its begin marker through its end marker; one without
+    an end marker runs to the end of the text, so that nothing after a
+    begin marker is ever lost.
+    """
+    blocks: list[str] = []
+    for begin_marker, end_marker in KEPT_BLOCKS:
+        while (begin := text.find(begin_marker)) >= 0:
+            end = text.find(end_marker, begin + len(begin_marker))
+            stop = len(text) if end < 0 else end + len(end_marker)
+            blocks.append(text[begin:stop])
+            text = text[:begin] + text[stop:]
+    return text, blocks
+
+
+def _with_blocks(text: str, blocks: Sequence[str]) -> str:
+    """``text`` followed by ``blocks``, each after a blank line."""
+    if not blocks:
+        return text
+    out = text.rstrip("\n")
+    for block in blocks:
+        out += "\n\n" + block
+    return out + "\n"
 
 
 def _sections(text: str) -> tuple[str, str, str]:
@@ -1118,10 +1331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(results_table(outcomes))
-    extras = extras_table(outcomes)
-    if extras:
-        print()
-        print(extras)
+    for table in (graphs_table(outcomes), extras_table(outcomes)):
+        if table:
+            print()
+            print(table)
     print(f"\n{command}: {elapsed / 60:.1f} min", flush=True)
     if args.output is not None:
         info = RunInfo(

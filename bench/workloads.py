@@ -10,6 +10,13 @@ imports: ours (``/work/main/.venv``) or ``langgraph-checkpoint-postgres``
 ``list`` and their async twins), plus psycopg, psycopg_pool and langgraph.
 The store's workloads (``store_*``) are in ``bench/store_workloads.py``.
 
+A workload may have companions that it times interleaved with itself, in
+bursts within the same slices (see :func:`run_for`): the floor of a read or
+write workload (``bench/floors.py``), or, for a graph, the same graph on
+``InMemorySaver`` and on ``SqliteSaver`` (where ``langgraph-checkpoint-sqlite``
+is installed). Their mean latencies come as ``<name>_us`` beside the
+workload's ``latency_us``.
+
 The database in ``--uri`` must be empty (for a store workload, it may instead
 be a copy of the runner's template, which holds the data): the worker runs
 ``setup()`` in it, prepares any data untimed, then times the workload. The
@@ -26,25 +33,34 @@ import argparse
 import asyncio
 import gc
 import importlib.metadata
+import importlib.util
 import json
 import operator
+import os
 import random
 import resource
+import shutil
+import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, TypedDict
+from contextlib import AsyncExitStack, ExitStack
+from typing import Annotated, Any, TypedDict, cast
 
 import catalog
+import floors
 import psycopg
 import store_workloads
-from langgraph.checkpoint.base import empty_checkpoint
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Durability
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -70,7 +86,6 @@ POOL_SIZE = 8
 ASYNC_TASKS = 64
 FILL_THREADS = 4
 GRAPH_INVOKES_PER_THREAD = 10
-COMMIT_ROWS = 1_000  # one-row INSERTs timed by the floor for commit_us
 NOW = "2025-01-01T00:00:00+00:00"
 GRAPH_FORMAT = 4  # the checkpoint format ("v") LangGraph 1.x graphs write
 LEGACY_FORMAT = 2  # a format older graphs wrote: reads add the parent's sends
@@ -280,6 +295,8 @@ class Clock:
         self.sliced = sliced
         self.ops = 0
         self.took = 0.0
+        #: (calls, seconds) of each companion timed beside the workload.
+        self.companions: dict[str, tuple[int, float]] = {}
 
     def slices(self) -> Iterator[float]:
         """Lengths of the timed slices to run, in seconds."""
@@ -295,10 +312,19 @@ class Clock:
                 raise SystemExit(f"unexpected command from the runner: {line!r}")
             yield float(command[1])
 
-    def record(self, ops: int, took: float) -> None:
-        """Count one slice's ``ops`` calls in ``took`` seconds."""
+    def record(
+        self,
+        ops: int,
+        took: float,
+        companions: Mapping[str, tuple[int, float]] | None = None,
+    ) -> None:
+        """Count one slice's ``ops`` calls in ``took`` seconds, and the calls
+        and seconds of each companion timed in the same slice."""
         self.ops += ops
         self.took += took
+        for name, (calls, seconds) in (companions or {}).items():
+            before = self.companions.get(name, (0, 0.0))
+            self.companions[name] = (before[0] + calls, before[1] + seconds)
         if self.sliced:
             print(json.dumps({"slice_ops": ops, "slice_seconds": took}), flush=True)
 
@@ -309,8 +335,16 @@ class Clock:
         return self.seconds, self.warmup
 
     def result(self) -> Result:
-        """The worker's result: the counted ops and seconds."""
-        return {"ops": self.ops, "seconds": self.took}
+        """The worker's result: the counted ops and seconds, and with
+        companions, the mean latency of the workload (``latency_us``) and of
+        each companion (``<name>_us``), all timed in the same slices."""
+        result: Result = {"ops": self.ops, "seconds": self.took}
+        if self.companions and self.ops:
+            result["latency_us"] = self.took / self.ops * 1e6
+            for name, (calls, seconds) in self.companions.items():
+                result[f"{name}_ops"] = calls
+                result[f"{name}_us"] = seconds / calls * 1e6
+        return result
 
     def run(self, op: Callable[[], object]) -> Result:
         """:func:`run_for` on this clock."""
@@ -349,19 +383,70 @@ async def _atimed(
             return ops, now - start
 
 
-def run_for(op: Callable[[], object], clock: Clock) -> Result:
-    """Call ``op`` for the clock's warm-up, then count calls in its slices."""
-    _timed(op, clock.warmup)
+#: The workload's own name among its companions in :func:`bursts`.
+MAIN = ""
+#: Length of one burst of the workload or of a companion within a slice (s):
+#: short enough that the machine's speed, which drifts over seconds, is the
+#: same for the bursts of one round, long enough for several calls.
+BURST = 0.05
+
+
+def bursts(seconds: float, names: Sequence[str]) -> Iterator[tuple[str, float]]:
+    """(name, seconds) of the bursts of one slice of ``seconds`` per name.
+
+    The slice is cut into rounds of :data:`BURST`; each round runs every
+    name once, in an order that reverses every round (A B, B A, A B, ...), so
+    neither the workload nor a companion always follows the other.
+    """
+    rounds = max(1, round(seconds / BURST))
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else list(reversed(names)):
+            yield name, seconds / rounds
+
+
+def run_for(
+    op: Callable[[], object],
+    clock: Clock,
+    companions: Mapping[str, Callable[[], object]] | None = None,
+) -> Result:
+    """Call ``op`` for the clock's warm-up, then count calls in its slices.
+
+    Each companion (a floor, another saver) gets the same warm-up and, in
+    every slice, as much time as ``op``, in bursts interleaved with it (see
+    :func:`bursts`); a slice then takes that much longer.
+    """
+    ops: dict[str, Callable[[], object]] = {MAIN: op, **(companions or {})}
+    for each in ops.values():
+        _timed(each, clock.warmup)
     for seconds in clock.slices():
-        clock.record(*_timed(op, seconds))
+        counts = dict.fromkeys(ops, (0, 0.0))
+        for name, length in bursts(seconds, list(ops)):
+            calls, took = _timed(ops[name], length)
+            counts[name] = (counts[name][0] + calls, counts[name][1] + took)
+        main = counts.pop(MAIN)
+        clock.record(*main, counts)
     return clock.result()
 
 
-async def arun_for(op: Callable[[], Awaitable[object]], clock: Clock) -> Result:
+async def arun_for(
+    op: Callable[[], Awaitable[object]],
+    clock: Clock,
+    companions: Mapping[str, Callable[[], Awaitable[object]]] | None = None,
+) -> Result:
     """Async twin of :func:`run_for`."""
-    await _atimed(op, clock.warmup)
+    ops: dict[str, Callable[[], Awaitable[object]]] = {
+        MAIN: op,
+        **(companions or {}),
+    }
+    for each in ops.values():
+        await _atimed(each, clock.warmup)
     for seconds in clock.slices():
-        clock.record(*await _atimed(op, seconds))
+        counts = dict.fromkeys(ops, (0, 0.0))
+        for name, length in bursts(seconds, list(ops)):
+            calls, took = await _atimed(ops[name], length)
+            counts[name] = (counts[name][0] + calls, counts[name][1] + took)
+        main = counts.pop(MAIN)
+        clock.record(*main, counts)
     return clock.result()
 
 
@@ -397,58 +482,92 @@ def _setup(uri: str) -> None:
         saver.setup()
 
 
+def _floor_result(result: Result, floor: floors.Floor) -> Result:
+    """``result`` with the floor's payload per call (``floor_bytes``)."""
+    return result | {"floor_bytes": floor.bytes_per_call}
+
+
+def _put_floor(
+    uri: str, next_version: Callable[[str | None, None], str]
+) -> floors.Floor:
+    """The floor of ``put``: the rows of the checkpoints the workload stores
+    (their 30 message windows), from a writer of their own."""
+    writer = ThreadWriter(next_version, "floor")
+    return floors.put_floor(uri, [writer.next() for _ in range(len(WINDOWS))])
+
+
 def w_put(uri: str, clock: Clock) -> Result:
     """``put`` of successive realistic checkpoints on one thread."""
-    with PostgresSaver.from_conn_string(uri) as saver:
+    with (
+        PostgresSaver.from_conn_string(uri) as saver,
+        floors.connect(uri) as bare,
+    ):
         writer = ThreadWriter(saver.get_next_version, "put")
+        floor = _put_floor(uri, saver.get_next_version)
 
         def op() -> None:
             saver.put(*writer.next())  # type: ignore[arg-type]
 
-        return run_for(op, clock)
+        result = run_for(op, clock, {"floor": floor.op(bare)})
+    return _floor_result(result, floor)
 
 
 def w_aput(uri: str, clock: Clock) -> Result:
     """Async ``aput`` of successive realistic checkpoints on one thread."""
 
     async def main() -> Result:
-        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+        async with (
+            AsyncPostgresSaver.from_conn_string(uri) as saver,
+            await floors.aconnect(uri) as bare,
+        ):
             writer = ThreadWriter(saver.get_next_version, "aput")
+            floor = _put_floor(uri, saver.get_next_version)
 
             async def op() -> None:
                 await saver.aput(*writer.next())  # type: ignore[arg-type]
 
-            return await arun_for(op, clock)
+            result = await arun_for(op, clock, {"floor": floor.aop(bare)})
+        return _floor_result(result, floor)
 
     return asyncio.run(main())
 
 
 def w_put_writes(uri: str, clock: Clock) -> Result:
     """``put_writes`` of 3 writes (a new task id each time) to one checkpoint."""
-    with PostgresSaver.from_conn_string(uri) as saver:
+    with (
+        PostgresSaver.from_conn_string(uri) as saver,
+        floors.connect(uri) as bare,
+    ):
         writer = ThreadWriter(saver.get_next_version, "put_writes")
         config = saver.put(*writer.next())  # type: ignore[arg-type]
         pending = writer.writes()
+        floor = floors.writes_floor(uri, pending)
 
         def op() -> None:
             saver.put_writes(config, pending, str(uuid.uuid4()))
 
-        return run_for(op, clock)
+        result = run_for(op, clock, {"floor": floor.op(bare)})
+    return _floor_result(result, floor)
 
 
 def w_aput_writes(uri: str, clock: Clock) -> Result:
     """Async ``aput_writes`` of 3 writes to one checkpoint."""
 
     async def main() -> Result:
-        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+        async with (
+            AsyncPostgresSaver.from_conn_string(uri) as saver,
+            await floors.aconnect(uri) as bare,
+        ):
             writer = ThreadWriter(saver.get_next_version, "aput_writes")
             config = await saver.aput(*writer.next())  # type: ignore[arg-type]
             pending = writer.writes()
+            floor = floors.writes_floor(uri, pending)
 
             async def op() -> None:
                 await saver.aput_writes(config, pending, str(uuid.uuid4()))
 
-            return await arun_for(op, clock)
+            result = await arun_for(op, clock, {"floor": floor.aop(bare)})
+        return _floor_result(result, floor)
 
     return asyncio.run(main())
 
@@ -459,7 +578,8 @@ def _read_workload(uri: str, clock: Clock, mode: str, is_async: bool) -> Result:
     version = LEGACY_FORMAT if mode == "legacy" else GRAPH_FORMAT
     ids = fill_thread(uri, thread_id, HISTORY, writes=True, version=version)
     latest: Config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    rng = random.Random(7)
+    seed = 7
+    rng = random.Random(seed)
     expected = {
         "latest": 1,
         "legacy": 1,
@@ -475,9 +595,21 @@ def _read_workload(uri: str, clock: Clock, mode: str, is_async: bool) -> Result:
 
     limit = 20 if mode == "list_20" else None
     items = 0
+    # The same bytes, read by one bare SELECT: the same checkpoint, the same
+    # random ids in the same order, or as many rows as the list returns.
+    floor = floors.read_floor(
+        uri,
+        thread_id,
+        limit=(limit or 0) if mode.startswith("list") else None,
+        ids=ids if mode == "random" else None,
+        seed=seed,
+    )
 
     if not is_async:
-        with PostgresSaver.from_conn_string(uri) as saver:
+        with (
+            PostgresSaver.from_conn_string(uri) as saver,
+            floors.connect(uri) as bare,
+        ):
 
             def op() -> None:
                 nonlocal items
@@ -488,11 +620,14 @@ def _read_workload(uri: str, clock: Clock, mode: str, is_async: bool) -> Result:
                 else:
                     items += len(list(saver.list(latest, limit=limit)))  # type: ignore[arg-type]
 
-            result = run_for(op, clock)
+            result = run_for(op, clock, {"floor": floor.op(bare)})
     else:
 
         async def main() -> Result:
-            async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+            async with (
+                AsyncPostgresSaver.from_conn_string(uri) as saver,
+                await floors.aconnect(uri) as bare,
+            ):
 
                 async def op() -> None:
                     nonlocal items
@@ -507,10 +642,10 @@ def _read_workload(uri: str, clock: Clock, mode: str, is_async: bool) -> Result:
                         ]
                         items += len(listed)
 
-                return await arun_for(op, clock)
+                return await arun_for(op, clock, {"floor": floor.aop(bare)})
 
         result = asyncio.run(main())
-    return dict(result, items_per_op=expected)
+    return _floor_result(result, floor) | {"items_per_op": expected}
 
 
 class GraphState(TypedDict):
@@ -564,38 +699,98 @@ def _graph_input(i: int) -> tuple[dict[str, Any], Config]:
     return {"messages": [message]}, {"configurable": {"thread_id": thread_id}}
 
 
-def w_graph(uri: str, clock: Clock) -> Result:
-    """``invoke`` of a 3-node graph; 10 invokes per thread, then a new thread."""
-    with PostgresSaver.from_conn_string(uri) as saver:
-        graph = _build_graph(False).compile(checkpointer=saver)
-        counter = 0
+def _invoker(
+    saver: BaseCheckpointSaver[Any], durability: Durability
+) -> Callable[[], object]:
+    """One ``invoke`` of the 3-node graph on ``saver`` per call."""
+    graph = _build_graph(False).compile(checkpointer=saver)
+    counter = 0
 
-        def op() -> None:
-            nonlocal counter
-            inputs, config = _graph_input(counter)
-            counter += 1
-            graph.invoke(inputs, config)  # type: ignore[arg-type]
+    def op() -> None:
+        nonlocal counter
+        inputs, config = _graph_input(counter)
+        counter += 1
+        graph.invoke(inputs, cast(RunnableConfig, config), durability=durability)
 
-        return run_for(op, clock)
+    return op
 
 
-def w_agraph(uri: str, clock: Clock) -> Result:
-    """``ainvoke`` of the same graph with async nodes and AsyncPostgresSaver."""
+def _ainvoker(
+    saver: BaseCheckpointSaver[Any], durability: Durability
+) -> Callable[[], Awaitable[object]]:
+    """Async twin of :func:`_invoker`: ``ainvoke`` with async nodes."""
+    graph = _build_graph(True).compile(checkpointer=saver)
+    counter = 0
 
-    async def main() -> Result:
-        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
-            graph = _build_graph(True).compile(checkpointer=saver)
-            counter = 0
+    async def op() -> None:
+        nonlocal counter
+        inputs, config = _graph_input(counter)
+        counter += 1
+        await graph.ainvoke(inputs, cast(RunnableConfig, config), durability=durability)
 
-            async def op() -> None:
-                nonlocal counter
-                inputs, config = _graph_input(counter)
-                counter += 1
-                await graph.ainvoke(inputs, config)  # type: ignore[arg-type]
+    return op
 
-            return await arun_for(op, clock)
 
-    return asyncio.run(main())
+def _sqlite_file(stack: ExitStack | AsyncExitStack) -> str | None:
+    """A new SQLite database file, removed on leaving ``stack``; None when
+    ``langgraph-checkpoint-sqlite`` is not installed (the baseline's
+    interpreter: SqliteSaver is timed beside ours only)."""
+    if importlib.util.find_spec("langgraph.checkpoint.sqlite") is None:
+        return None
+    directory = tempfile.mkdtemp(prefix="lgcp-bench-sqlite-")
+    stack.callback(shutil.rmtree, directory, ignore_errors=True)
+    return os.path.join(directory, "checkpoints.sqlite")
+
+
+def graph_workload(durability: Durability) -> Callable[[str, Clock], Result]:
+    """``invoke`` of a 3-node graph with ``durability``; 10 invokes per
+    thread, then a new thread. The same graph on ``InMemorySaver`` and on
+    ``SqliteSaver`` (a file) is timed beside it, interleaved: the first is
+    what LangGraph costs without a database, which the checkpointer's share
+    of an invoke is measured against."""
+
+    def run(uri: str, clock: Clock) -> Result:
+        with ExitStack() as stack:
+            saver = stack.enter_context(PostgresSaver.from_conn_string(uri))
+            companions = {"memory": _invoker(InMemorySaver(), durability)}
+            path = _sqlite_file(stack)
+            if path is not None:
+                from langgraph.checkpoint.sqlite import SqliteSaver
+
+                # LangGraph writes from background threads (durability
+                # "async"): the saver has a lock of its own.
+                conn = sqlite3.connect(path, check_same_thread=False)
+                stack.callback(conn.close)
+                companions["sqlite"] = _invoker(SqliteSaver(conn), durability)
+            return run_for(_invoker(saver, durability), clock, companions)
+
+    return run
+
+
+def agraph_workload(durability: Durability) -> Callable[[str, Clock], Result]:
+    """Async twin of :func:`graph_workload`: ``ainvoke`` with async nodes,
+    on AsyncPostgresSaver, InMemorySaver and AsyncSqliteSaver."""
+
+    def run(uri: str, clock: Clock) -> Result:
+        async def main() -> Result:
+            async with AsyncExitStack() as stack:
+                saver = await stack.enter_async_context(
+                    AsyncPostgresSaver.from_conn_string(uri)
+                )
+                companions = {"memory": _ainvoker(InMemorySaver(), durability)}
+                path = _sqlite_file(stack)
+                if path is not None:
+                    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+                    sqlite = await stack.enter_async_context(
+                        AsyncSqliteSaver.from_conn_string(path)
+                    )
+                    companions["sqlite"] = _ainvoker(sqlite, durability)
+                return await arun_for(_ainvoker(saver, durability), clock, companions)
+
+        return asyncio.run(main())
+
+    return run
 
 
 def w_async_pool(uri: str, clock: Clock) -> Result:
@@ -678,68 +873,6 @@ def w_sync_pool_threads(uri: str, clock: Clock) -> Result:
         if errors:
             raise errors[0]
     return {"ops": after - before, "seconds": end - start}
-
-
-def w_floor(uri: str, clock: Clock) -> Result:
-    """psycopg only: one prepared INSERT and one SELECT of a checkpoint's bytes.
-
-    The payload is what a ``put`` of the realistic checkpoint ships: the
-    serialized message list plus the JSON of the rest of the checkpoint.
-    ``select_us`` is the mean latency of the SELECT alone: what any read of
-    a checkpoint costs at least. ``insert_us`` is that of the INSERT alone
-    (it commits): what storing those bytes costs at least. ``commit_us``,
-    measured after the timed loop, is the mean latency of a prepared INSERT
-    of one 8-byte row: what any write that commits costs at least.
-    """
-    serde = JsonPlusSerializer()
-    writer = ThreadWriter(lambda current, _: str(int(current or 0) + 1), "floor")
-    _, checkpoint, _, _ = writer.next()
-    values = dict(checkpoint["channel_values"])
-    _, blob = serde.dumps_typed(values.pop("messages"))
-    rest = json.dumps(dict(checkpoint, channel_values=values)).encode()
-    payload = blob + rest
-    with psycopg.connect(uri, autocommit=True, prepare_threshold=0) as conn:
-        conn.execute(
-            "CREATE TABLE bench_floor (thread_id text, id bigint, data bytea,"
-            " PRIMARY KEY (thread_id, id))"
-        )
-        conn.execute("CREATE TABLE bench_commit (id bigint PRIMARY KEY)")
-        key = 0
-        # Seconds spent in each statement, warm-up included.
-        inserting = selecting = 0.0
-
-        def op() -> None:
-            nonlocal key, inserting, selecting
-            key += 1
-            start = time.perf_counter()
-            conn.execute(
-                "INSERT INTO bench_floor (thread_id, id, data) VALUES (%s, %s, %s)",
-                ("floor", key, payload),
-                prepare=True,
-            )
-            inserting += time.perf_counter() - start
-            start = time.perf_counter()
-            row = conn.execute(
-                "SELECT data FROM bench_floor WHERE thread_id = %s AND id = %s",
-                ("floor", key),
-                prepare=True,
-            ).fetchone()
-            selecting += time.perf_counter() - start
-            assert row is not None and len(row[0]) == len(payload)
-
-        result = run_for(op, clock)
-        start = time.perf_counter()
-        for small in range(COMMIT_ROWS):
-            conn.execute(
-                "INSERT INTO bench_commit (id) VALUES (%s)", (small,), prepare=True
-            )
-        committing = time.perf_counter() - start
-    return result | {
-        "payload_bytes": len(payload),
-        "insert_us": inserting / key * 1e6,
-        "select_us": selecting / key * 1e6,
-        "commit_us": committing / COMMIT_ROWS * 1e6,
-    }
 
 
 def w_memory_list(uri: str, clock: Clock) -> Result:
@@ -833,11 +966,15 @@ WORKLOADS: dict[str, Callable[[str, Clock], Result]] = {
     "alist_20": _reader("list_20", True),
     "list_all": _reader("list_all", False),
     "alist_all": _reader("list_all", True),
-    "graph": w_graph,
-    "agraph": w_agraph,
+    **{
+        spec.name: (
+            agraph_workload if spec.name.startswith("agraph") else graph_workload
+        )(spec.durability)
+        for spec in catalog.SPECS
+        if spec.durability is not None
+    },
     "async_pool": w_async_pool,
     "sync_pool_threads": w_sync_pool_threads,
-    "floor": w_floor,
     "memory_list": w_memory_list,
     "get_tuple_deep": w_get_tuple_deep,
     **store_workloads.WORKLOADS,
@@ -902,7 +1039,7 @@ def main(argv: Iterable[str] | None = None) -> None:
         return
 
     setup_start = time.perf_counter()
-    if args.workload != "floor" and not is_store:
+    if not is_store:
         _setup(args.uri)
     prepare_started = time.perf_counter()
     result = WORKLOADS[args.workload](args.uri, clock)
