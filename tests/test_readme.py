@@ -22,6 +22,7 @@ import contextlib
 import io
 import re
 import sys
+import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -309,6 +310,23 @@ def check_fastapi(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) ->
     assert checkpoint["channel_values"]["messages"] == second.json()["messages"]
 
 
+@check("readme-retention", "thirty_days = 30 * 24 * 60", page="README.md")
+def check_readme_retention(
+    block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with psycopg.connect(db_uri) as conn:
+        conn.execute(
+            "INSERT INTO checkpoints (thread_id, checkpoint_id, checkpoint) VALUES "
+            "('old', '1', '{\"ts\": \"2020-01-01T00:00:00+00:00\"}'), "
+            "('new', '1', jsonb_build_object('ts', now()::text))"
+        )
+    run_block(block, db_uri, monkeypatch)
+    with psycopg.connect(db_uri) as conn:
+        rows = conn.execute("SELECT thread_id FROM checkpoints").fetchall()
+    # The sweep found the thread idle for 30 days, and only that one.
+    assert rows == [("new",)]
+
+
 # -- docs/retention.md
 
 
@@ -320,6 +338,20 @@ def check_retention(block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch) 
         for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
             (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             assert count == 0, f"{table} still holds {count} rows"
+
+
+@check("retention_policy", "saver.sweep()", page="docs/retention.md")
+def check_retention_policy(
+    block: Block, db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_block(block, db_uri, monkeypatch)
+    with psycopg.connect(db_uri) as conn:
+        rows = conn.execute(
+            "SELECT thread_id, count(*) FROM checkpoints GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert rows == [("alice", 2), ("bob", 2)]
+    # The sweeper the block started ended with its block.
+    assert not [t for t in threading.enumerate() if "retention-sweeper" in t.name]
 
 
 # -- docs/production.md
@@ -419,7 +451,7 @@ def test_every_python_fence_is_run(page: str) -> None:
 
 def test_every_python_block_is_run() -> None:
     assert DOCS.is_dir(), f"{DOCS} is missing"
-    assert len(BLOCKS) == len(CHECKS) == 10
+    assert len(BLOCKS) == len(CHECKS) == 12
     matched = sorted(name for block in BLOCKS for name in _matching_checks(block))
     # One check per block and one block per check: test_example runs each.
     assert matched == sorted(CHECKS)
