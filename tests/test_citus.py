@@ -76,6 +76,7 @@ ALL_TABLES = [*SAVER_TABLES, "checkpoint_migrations"]
 #: The last version langgraph-checkpoint-postgres 3.x knows (see test_setup).
 UPSTREAM_LATEST = 9
 RUN_ID_INDEX = "checkpoints_run_id_idx"
+METADATA_INDEX = "checkpoints_metadata_idx"
 THREAD_ID_INDEXES = {
     "checkpoints_thread_id_idx",
     "checkpoint_blobs_thread_id_idx",
@@ -599,9 +600,9 @@ def build_upstream_layout(uri: str, schema: str) -> None:
 def test_setup_migrates_a_schema_distributed_at_version_9(
     citus_uri: str, threads: int
 ) -> None:
-    """Migrations 10 (an index, built CONCURRENTLY when the table has rows)
-    and 11 (dropping the three thread_id indexes) on distributed tables: on
-    the coordinator's tables and on every shard."""
+    """Migrations 10 and 12 (indexes, built CONCURRENTLY when the table has
+    rows) and 11 (dropping the three thread_id indexes) on distributed
+    tables: on the coordinator's tables and on every shard."""
     schema = new_schema_name()
     build_upstream_layout(citus_uri, schema)
     with sync_saver("conn", citus_uri, schema=schema) as saver:
@@ -623,12 +624,13 @@ def test_setup_migrates_a_schema_distributed_at_version_9(
         assert versions(citus_uri, schema) == list(range(len(MIGRATIONS)))
         indexes = coordinator_indexes(citus_uri, schema)
         assert indexes.get(RUN_ID_INDEX) is True, indexes
+        assert indexes.get(METADATA_INDEX) is True, indexes
         assert not THREAD_ID_INDEXES & set(indexes), indexes
         assert all(indexes.values()), indexes
         on_workers = worker_indexes(citus_uri, schema)
         assert len(on_workers) == 2
         for names in on_workers.values():
-            assert RUN_ID_INDEX in names
+            assert {RUN_ID_INDEX, METADATA_INDEX} <= names
             assert not THREAD_ID_INDEXES & names
         for config in stored:
             loaded = saver.get_tuple(config)
@@ -640,6 +642,9 @@ def test_setup_migrates_a_schema_distributed_at_version_9(
             saver.delete_for_runs(["run-old-0"])
             assert saver.get_tuple(stored[0]) is None
             assert count_checkpoints(citus_uri, schema) == threads - 1
+            # And index 12 serves a list across threads with a filter.
+            found = list(saver.list(None, filter={"run_id": "run-old-1"}))
+            assert [t.config for t in found] == [stored[1]]
         assert_round_trip(saver)
         before = schema_state(citus_uri, schema)
         saver.setup()

@@ -93,6 +93,7 @@ def test_setup_creates_everything_in_the_named_schema(empty_db_uri: str) -> None
             "SELECT indexname FROM pg_indexes WHERE schemaname = 'tenant_a'"
         ).fetchall()
     assert ("checkpoints_run_id_idx",) in indexes
+    assert ("checkpoints_metadata_idx",) in indexes
 
 
 def test_schemas_over_one_pool_are_isolated(db_uri: str) -> None:

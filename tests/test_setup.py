@@ -34,10 +34,12 @@ from langgraph.checkpoint.postgres.base import MIGRATIONS, IncompatibleSchemaErr
 
 LATEST = len(MIGRATIONS) - 1
 ALL_VERSIONS = list(range(len(MIGRATIONS)))
-#: The last version ``langgraph-checkpoint-postgres`` 3.x knows; 10 and 11 are
-#: this package's own (10 adds RUN_ID_INDEX, 11 drops THREAD_ID_INDEXES).
+#: The last version ``langgraph-checkpoint-postgres`` 3.x knows; 10 to 12 are
+#: this package's own (10 adds RUN_ID_INDEX, 11 drops THREAD_ID_INDEXES, 12
+#: adds METADATA_INDEX).
 UPSTREAM_LATEST = 9
 RUN_ID_INDEX = "checkpoints_run_id_idx"
+METADATA_INDEX = "checkpoints_metadata_idx"
 THREAD_ID_INDEXES = {
     "checkpoints_thread_id_idx",
     "checkpoint_blobs_thread_id_idx",
@@ -143,6 +145,7 @@ def _assert_fully_migrated(uri: str) -> None:
     assert sorted(versions or []) == ALL_VERSIONS, versions
     indexes = _indexes(uri)
     assert indexes.get(RUN_ID_INDEX) is True, indexes
+    assert indexes.get(METADATA_INDEX) is True, indexes
     assert not THREAD_ID_INDEXES & set(indexes), indexes
     assert all(indexes.values()), f"invalid indexes left behind: {indexes}"
 

@@ -72,6 +72,7 @@ _OBJECT_NAMES = (
     "checkpoint_blobs",
     "checkpoint_writes",
     "checkpoints_run_id_idx",
+    "checkpoints_metadata_idx",
     "checkpoints_thread_id_idx",
     "checkpoint_blobs_thread_id_idx",
     "checkpoint_writes_thread_id_idx",
