@@ -497,13 +497,14 @@ def test_sweeper_thread_retries_after_a_failed_sweep(
         age(db_uri, "old")
         hide()
         with caplog.at_level(logging.INFO, "langgraph.checkpoint.postgres.sweeper"):
-            saver.start_sweeper()
-            saver.start_sweeper()  # already running: nothing more
-            _wait_until(lambda: "retention sweep failed" in caplog.text)
+            future = saver.start_sweeper()
+            assert saver.start_sweeper() is future  # already running
+            _wait_until(lambda: "retention sweeper failed" in caplog.text)
             restore()
             _wait_until(lambda: per_namespace(db_uri, "old") == {})
-            _wait_until(lambda: "retention sweep: 1 threads" in caplog.text)
+            _wait_until(lambda: "retention sweeper: 1 threads" in caplog.text)
         assert saver.stop_sweeper(timeout=10)
+        assert future.done() and not future.cancelled()
         running = [t for t in threading.enumerate() if "retention-sweeper" in t.name]
         assert running == []
 
@@ -522,7 +523,7 @@ async def test_sweeper_task_retries_after_a_failed_sweep(
         with caplog.at_level(logging.INFO, "langgraph.checkpoint.postgres.sweeper"):
             task = await saver.start_sweeper()
             assert await saver.start_sweeper() is task
-            while "retention sweep failed" not in caplog.text:
+            while "retention sweeper failed" not in caplog.text:
                 await asyncio.sleep(0.05)
             restore()
             while per_namespace(db_uri, "old") != {}:
@@ -534,6 +535,22 @@ async def test_sweeper_task_retries_after_a_failed_sweep(
 def test_from_conn_string_stops_its_sweeper(db_uri: str) -> None:
     policy: RetentionConfig = {"default_ttl": 60, "sweep_interval_minutes": 60}
     with PostgresSaver.from_conn_string(db_uri, retention=policy) as saver:
+        with pytest.raises(ValueError, match="sweep_interval_minutes must be"):
+            saver.start_sweeper(sweep_interval_minutes=-1)
         saver.start_sweeper()
         assert [t for t in threading.enumerate() if "retention-sweeper" in t.name]
     assert not [t for t in threading.enumerate() if "retention-sweeper" in t.name]
+
+
+def test_cancelling_the_future_stops_the_sweeper(db_uri: str) -> None:
+    policy: RetentionConfig = {"default_ttl": 60, "sweep_interval_minutes": 60}
+    with sync_saver("pool", db_uri, retention=policy) as saver:
+        future = saver.start_sweeper()
+        future.cancel()
+        _wait_until(
+            lambda: (
+                not [t for t in threading.enumerate() if "retention-sweeper" in t.name]
+            )
+        )
+        assert saver.start_sweeper() is not future  # a new one
+        assert saver.stop_sweeper(timeout=10)

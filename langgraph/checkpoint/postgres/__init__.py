@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -34,8 +35,13 @@ from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.opening import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
-from langgraph.checkpoint.postgres._sweep import RetentionConfig, SweepPass, SweepResult
-from langgraph.checkpoint.postgres._sweeper import SweeperThread
+from langgraph.checkpoint.postgres._pg.sweeper import SweeperThread
+from langgraph.checkpoint.postgres._sweep import (
+    SWEEPING,
+    RetentionConfig,
+    SweepPass,
+    SweepResult,
+)
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.checkpoint.postgres.shallow import ShallowPostgresSaver
@@ -92,7 +98,7 @@ class PostgresSaver(BasePostgresSaver):
         # Writes that wait for the shared connection are committed together.
         self._writes = None if self._db.pooled else WriteQueue()
         self._leading = threading.Lock()
-        self._sweeper: SweeperThread | None = None
+        self._sweeper: SweeperThread[SweepResult] | None = None
 
     @classmethod
     @contextmanager
@@ -440,25 +446,29 @@ class PostgresSaver(BasePostgresSaver):
             self._db.sync()
         return result
 
-    def start_sweeper(self, sweep_interval_minutes: float | None = None) -> None:
+    def start_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> concurrent.futures.Future[None]:
         """Run :meth:`sweep` every ``sweep_interval_minutes`` (the retention
         policy's by default) on a daemon thread, until :meth:`stop_sweeper`.
 
-        A sweep that fails is logged (logger
+        Returns a future that completes when the sweeper stops; cancelling it
+        stops the sweeper. A sweep that fails is logged (logger
         ``langgraph.checkpoint.postgres.sweeper``) and tried again at the next
-        interval. Starting a running sweeper does nothing.
+        interval. Starting a running sweeper returns its future.
         """
-        policy = self._sweep_pass().policy
-        if self._sweeper is not None and self._sweeper.running:
-            return
-        minutes = sweep_interval_minutes or policy.interval_minutes
-        self._sweeper = SweeperThread(self.sweep, minutes * 60)
+        interval = self._sweep_interval(sweep_interval_minutes)
+        if self._sweeper is None or not self._sweeper.running:
+            self._sweeper = SweeperThread(self.sweep, interval, SWEEPING)
+        return self._sweeper.future
 
     def stop_sweeper(self, timeout: float | None = None) -> bool:
         """Stop the background sweeper after its sweep in progress, if any;
         return whether it ended within ``timeout`` seconds (``None``: wait)."""
-        sweeper, self._sweeper = self._sweeper, None
-        return sweeper is None or sweeper.stop(timeout)
+        if self._sweeper is None or not self._sweeper.stop(timeout):
+            return self._sweeper is None
+        self._sweeper = None
+        return True
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

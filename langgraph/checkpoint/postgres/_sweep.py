@@ -10,12 +10,14 @@ thread's shard). The savers run what :class:`SweepPass` prepares.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._pg.sweeper import Sweeping
 from langgraph.checkpoint.postgres._sql import render
 from langgraph.checkpoint.postgres._sql.retention import (
     delete_thread_sql,
@@ -109,18 +111,19 @@ class SweepResult:
 
 def _number(config: Mapping[str, Any], key: str, default: float | None) -> Any:
     value = config.get(key, default)
-    if value is None:
-        return None
+    return None if value is None else check_minutes(value, f"retention[{key!r}]")
+
+
+def check_minutes(value: Any, name: str) -> float:
+    """``value`` if it is a usable number of minutes, else a ValueError."""
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
         or not 0 < value <= _MAX_MINUTES
     ):
-        raise ValueError(
-            f"retention[{key!r}] must be a positive number of minutes, got {value!r}"
-        )
-    return value
+        raise ValueError(f"{name} must be a positive number of minutes, got {value!r}")
+    return float(value)
 
 
 def _count(config: Mapping[str, Any], key: str, default: int | None) -> Any:
@@ -278,3 +281,21 @@ class SweepPass:
             self._thread_sql,
             {"thread_id": thread_id, "newest": newest, "keep": self.policy.keep},
         )
+
+
+def _report(result: SweepResult) -> str | None:
+    if not result.threads:
+        return None
+    return (
+        f"{result.threads} threads, {result.checkpoints} checkpoints, "
+        f"{result.writes} writes, {result.blobs} blobs removed "
+        f"({result.skipped} threads left as they were)"
+    )
+
+
+#: The background sweeper of the savers (see ``_pg.sweeper``).
+SWEEPING = Sweeping(
+    "checkpoint retention sweeper",
+    logging.getLogger("langgraph.checkpoint.postgres.sweeper"),
+    _report,
+)

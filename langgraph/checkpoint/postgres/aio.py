@@ -39,8 +39,13 @@ from langgraph.checkpoint.postgres._pg.loop_bridge import (
 from langgraph.checkpoint.postgres._pg.opening_async import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
-from langgraph.checkpoint.postgres._sweep import RetentionConfig, SweepPass, SweepResult
-from langgraph.checkpoint.postgres._sweeper import SweeperTask
+from langgraph.checkpoint.postgres._pg.sweeper import SweeperTask
+from langgraph.checkpoint.postgres._sweep import (
+    SWEEPING,
+    RetentionConfig,
+    SweepPass,
+    SweepResult,
+)
 from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.checkpoint.postgres.shallow import AsyncShallowPostgresSaver
@@ -103,7 +108,7 @@ class AsyncPostgresSaver(BasePostgresSaver):
         # Writes that wait for the shared connection are committed together.
         self._writes = None if self._db.pooled else WriteQueue()
         self._leading = asyncio.Lock()
-        self._sweeper: SweeperTask | None = None
+        self._sweeper: SweeperTask[SweepResult] | None = None
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -434,17 +439,18 @@ class AsyncPostgresSaver(BasePostgresSaver):
         A sweep that fails is logged and tried again at the next interval
         (see :meth:`PostgresSaver.start_sweeper`).
         """
-        policy = self._sweep_pass().policy
+        interval = self._sweep_interval(sweep_interval_minutes)
         if self._sweeper is None or not self._sweeper.running:
-            minutes = sweep_interval_minutes or policy.interval_minutes
-            self._sweeper = SweeperTask(self.asweep, minutes * 60)
+            self._sweeper = SweeperTask(self.asweep, interval, SWEEPING)
         return self._sweeper.task
 
     async def stop_sweeper(self, timeout: float | None = None) -> bool:
         """Stop the background sweeper after its sweep in progress, if any;
         return whether it ended within ``timeout`` seconds (``None``: wait)."""
-        sweeper, self._sweeper = self._sweeper, None
-        return sweeper is None or await sweeper.stop(timeout)
+        if self._sweeper is None or not await self._sweeper.stop(timeout):
+            return self._sweeper is None
+        self._sweeper = None
+        return True
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

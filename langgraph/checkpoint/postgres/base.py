@@ -76,6 +76,7 @@ from langgraph.checkpoint.postgres._sweep import (
     RetentionPolicy,
     SweepPass,
     SweepResult,
+    check_minutes,
 )
 from langgraph.checkpoint.postgres._validation import (
     ConfigKeyError,
@@ -438,6 +439,13 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 "or call prune() with the threads to prune"
             )
         return SweepPass(self.retention, self.schema)
+
+    def _sweep_interval(self, minutes: float | None) -> float:
+        """Seconds between background sweeps: ``minutes``, else the policy's."""
+        policy = self._sweep_pass().policy
+        if minutes is None:
+            return policy.interval_minutes * 60
+        return float(check_minutes(minutes, "sweep_interval_minutes")) * 60
 
     def _delta_history_statement(
         self, config: RunnableConfig, channels: Sequence[str]

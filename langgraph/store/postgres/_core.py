@@ -9,6 +9,7 @@ the rows back.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -22,6 +23,7 @@ from langgraph.checkpoint.postgres._pg.opening_async import Conn as AsyncConn
 from langgraph.checkpoint.postgres._pg.options import check_timeout
 from langgraph.checkpoint.postgres._pg.schema import check_schema
 from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._pg.sweeper import Sweeping
 from langgraph.store.postgres import _sql
 from langgraph.store.postgres._batch import BatchPlan
 from langgraph.store.postgres._config import (
@@ -52,6 +54,14 @@ C = TypeVar("C", bound=SyncConn | AsyncConn)
 #: Expired items one sweep transaction deletes at most, so a sweep of many
 #: never holds many row locks at once.
 SWEEP_BATCH = 1000
+
+#: The store's TTL sweeper (see ``_pg.sweeper``); it logs what each sweep
+#: deleted, as langgraph-checkpoint-postgres's store does.
+SWEEPING: Sweeping[int] = Sweeping(
+    "store TTL sweeper",
+    logging.getLogger("langgraph.store.postgres"),
+    lambda swept: f"deleted {swept} expired items" if swept else None,
+)
 
 
 class Row(TypedDict):

@@ -26,11 +26,13 @@ from langgraph.checkpoint.postgres._pg.cursors import Role
 from langgraph.checkpoint.postgres._pg.opening import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._pg.sweeper import SweeperThread
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
 from langgraph.store.postgres._core import (
     NOT_SET_UP,
     PGVECTOR_MISSING,
     SWEEP_BATCH,
+    SWEEPING,
     BasePostgresStore,
     not_set_up,
     pgvector_missing,
@@ -88,8 +90,7 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
         self.lock = threading.Lock()
         self.supports_pipeline = Capabilities().has_pipeline()
         self._db = Access(conn, pipe, self.lock, owner="store", timeout=self.timeout)
-        self._ttl_sweeper_thread: threading.Thread | None = None
-        self._ttl_stop_event = threading.Event()
+        self._ttl_sweeper: SweeperThread[int] | None = None
 
     @classmethod
     @contextmanager
@@ -279,55 +280,23 @@ class PostgresStore(BaseStore, BasePostgresStore[Conn]):
         is already done. A failed sweep is logged and tried again at the next
         interval.
         """
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
         if not self.ttl_config:
+            future: concurrent.futures.Future[None] = concurrent.futures.Future()
             future.set_result(None)
             return future
         interval = sweep_interval(self.ttl_config, sweep_interval_minutes)
-        if self._ttl_sweeper_thread is not None and self._ttl_sweeper_thread.is_alive():
-            logger.info("the store's TTL sweeper is already running")
-        else:
-            self._ttl_stop_event.clear()
-            self._ttl_sweeper_thread = threading.Thread(
-                target=self._sweep_loop,
-                args=(interval, future),
-                name="store-ttl-sweeper",
-                daemon=True,
-            )
-            self._ttl_sweeper_thread.start()
-        future.add_done_callback(
-            lambda f: self._ttl_stop_event.set() if f.cancelled() else None
-        )
-        return future
-
-    def _sweep_loop(
-        self, interval: float, future: concurrent.futures.Future[None]
-    ) -> None:
-        while not self._ttl_stop_event.wait(interval * 60):
-            try:
-                swept = self.sweep_ttl()
-            except Exception:
-                logger.exception("store TTL sweep failed; trying again next interval")
-            else:
-                if swept:
-                    logger.info("store TTL sweep deleted %d expired items", swept)
-        if not future.done():
-            future.set_result(None)
+        if self._ttl_sweeper is None or not self._ttl_sweeper.running:
+            self._ttl_sweeper = SweeperThread(self.sweep_ttl, interval * 60, SWEEPING)
+        return self._ttl_sweeper.future
 
     def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
         """Stop the sweeper thread; return whether it stopped within
         ``timeout`` seconds (``None``: wait until it has)."""
-        thread = self._ttl_sweeper_thread
-        if thread is None or not thread.is_alive():
-            return True
-        self._ttl_stop_event.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.warning("timed out waiting for the store's TTL sweeper to stop")
-            return False
-        self._ttl_sweeper_thread = None
+        if self._ttl_sweeper is None or not self._ttl_sweeper.stop(timeout):
+            return self._ttl_sweeper is None
+        self._ttl_sweeper = None
         return True
 
     def __del__(self) -> None:
-        if getattr(self, "_ttl_sweeper_thread", None) is not None:
+        if getattr(self, "_ttl_sweeper", None) is not None:
             self.stop_ttl_sweeper(timeout=0.1)

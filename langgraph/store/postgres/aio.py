@@ -29,11 +29,13 @@ from langgraph.checkpoint.postgres._pg.loop_bridge import (
 from langgraph.checkpoint.postgres._pg.opening_async import Conn, connect
 from langgraph.checkpoint.postgres._pg.options import PoolConfig
 from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._pg.sweeper import SweeperTask
 from langgraph.store.postgres._config import PostgresIndexConfig, sweep_interval
 from langgraph.store.postgres._core import (
     NOT_SET_UP,
     PGVECTOR_MISSING,
     SWEEP_BATCH,
+    SWEEPING,
     BasePostgresStore,
     not_set_up,
     pgvector_missing,
@@ -97,8 +99,7 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
         self.loop = asyncio.get_running_loop()
         self.supports_pipeline = Capabilities().has_pipeline()
         self._db = Access(conn, pipe, self.lock, owner="store", timeout=self.timeout)
-        self._ttl_sweeper_task: asyncio.Task[None] | None = None
-        self._ttl_stop_event = asyncio.Event()
+        self._ttl_sweeper: SweeperTask[int] | None = None
 
     @classmethod
     @asynccontextmanager
@@ -280,39 +281,15 @@ class AsyncPostgresStore(BaseStore, BasePostgresStore[Conn]):
         sweep is logged and tried again at the next interval."""
         if not self.ttl_config:
             return asyncio.create_task(asyncio.sleep(0))
-        if self._ttl_sweeper_task is not None and not self._ttl_sweeper_task.done():
-            return self._ttl_sweeper_task
         interval = sweep_interval(self.ttl_config, sweep_interval_minutes)
-        self._ttl_stop_event.clear()
-        self._ttl_sweeper_task = asyncio.create_task(self._sweep_loop(interval))
-        return self._ttl_sweeper_task
-
-    async def _sweep_loop(self, interval: float) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._ttl_stop_event.wait(), interval * 60)
-                return
-            except asyncio.TimeoutError:
-                pass
-            try:
-                swept = await self.sweep_ttl()
-            except Exception:
-                logger.exception("store TTL sweep failed; trying again next interval")
-            else:
-                if swept:
-                    logger.info("store TTL sweep deleted %d expired items", swept)
+        if self._ttl_sweeper is None or not self._ttl_sweeper.running:
+            self._ttl_sweeper = SweeperTask(self.sweep_ttl, interval * 60, SWEEPING)
+        return self._ttl_sweeper.task
 
     async def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
         """Stop the sweeper task; return whether it stopped within
         ``timeout`` seconds (``None``: wait until it has)."""
-        task = self._ttl_sweeper_task
-        if task is None or task.done():
-            return True
-        self._ttl_stop_event.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except asyncio.TimeoutError:
-            logger.warning("timed out waiting for the store's TTL sweeper to stop")
-            return False
-        self._ttl_sweeper_task = None
+        if self._ttl_sweeper is None or not await self._ttl_sweeper.stop(timeout):
+            return self._ttl_sweeper is None
+        self._ttl_sweeper = None
         return True
