@@ -554,3 +554,36 @@ def test_cancelling_the_future_stops_the_sweeper(db_uri: str) -> None:
         )
         assert saver.start_sweeper() is not future  # a new one
         assert saver.stop_sweeper(timeout=10)
+
+
+async def test_async_sweeps_never_fail_live_graphs_on_the_same_threads(
+    db_uri: str,
+) -> None:
+    """The async saver: graphs run as tasks on four threads while sweeps trim
+    those very threads, on one pool."""
+    policy: RetentionConfig = {"strategy": "keep_last", "keep": 2, "sweep_limit": 2}
+    runs = {f"live-{i}": 0 for i in range(4)}
+    sweeps: list[SweepResult] = []
+    async with async_saver("apool", db_uri, retention=policy) as saver:
+        deadline = asyncio.get_running_loop().time() + 3
+
+        async def run(thread_id: str) -> None:
+            app = _counter(saver)
+            while asyncio.get_running_loop().time() < deadline:
+                n = runs[thread_id]
+                await app.ainvoke(_tick(n), run_config(thread_id))
+                state = (await app.aget_state(run_config(thread_id))).values
+                assert state["n"] == n + 1, (thread_id, state)
+                runs[thread_id] = n + 1
+
+        async def sweep() -> None:
+            while asyncio.get_running_loop().time() < deadline:
+                sweeps.append(await saver.asweep())
+
+        await asyncio.gather(*(run(t) for t in runs), sweep())
+        assert sum(r.checkpoints for r in sweeps) > 0
+        await saver.asweep()
+        for thread_id, n in runs.items():
+            assert n > 3
+            assert per_namespace(db_uri, thread_id) == {"": 2}
+        assert orphans(db_uri) == (0, 0)

@@ -46,7 +46,14 @@ from langgraph.checkpoint.postgres._writes import Batch, QueuedWrite, WriteQueue
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.checkpoint.postgres.shallow import ShallowPostgresSaver
 
-__all__ = ["BasePostgresSaver", "Conn", "PostgresSaver", "ShallowPostgresSaver"]
+__all__ = [
+    "BasePostgresSaver",
+    "Conn",
+    "PostgresSaver",
+    "RetentionConfig",
+    "ShallowPostgresSaver",
+    "SweepResult",
+]
 
 
 class PostgresSaver(BasePostgresSaver):
