@@ -6,6 +6,7 @@
 #   make format    apply ruff fixes and formatting
 #   make demo      run a small graph with the saver and the store (bench/demo.py)
 #   make bench     run the benchmark (bench/run.py)
+#   make bench-scale  a million checkpoints: reads, search, sweep, setup(), sizes (bench/scale.py)
 #   make soak      60 s of concurrent graph runs while backends are killed (bench/soak.py)
 #   make db-up     start a Postgres in Docker on localhost:5442 (db-down stops it)
 #   make clean     remove the virtualenv and caches
@@ -25,7 +26,7 @@ COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test lint format demo bench soak db-up db-down clean
+.PHONY: help install test lint format demo bench bench-scale soak db-up db-down clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -64,6 +65,11 @@ demo: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(VPY) bench/run.py
+
+# SCALE_ARGS="--write" updates bench/RESULTS.md; see bench/scale.py --help.
+SCALE_ARGS ?=
+bench-scale: $(INSTALLED)
+	$(VPY) bench/scale.py $(SCALE_ARGS)
 
 soak: $(INSTALLED)
 	$(VPY) bench/soak.py
