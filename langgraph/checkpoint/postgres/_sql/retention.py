@@ -179,7 +179,7 @@ WITH RECURSIVE go AS MATERIALIZED (
     -- go: the planner would guess those few (it has no statistics on a CTE)
     -- and might then scan them once per wanted row; all of them, it sizes
     -- as `latest`, and hashes.
-    SELECT l.thread_id, l.checkpoint_ns,
+    SELECT l.thread_id, l.checkpoint_ns, l.checkpoint_id AS head,
         r.checkpoint_id IS NOT NULL AND k.checkpoint_id IS NULL AS dropped
     FROM heads l
     LEFT JOIN $checkpoints r
@@ -214,15 +214,19 @@ WITH RECURSIVE go AS MATERIALIZED (
         )
     RETURNING 1
 ), dropped_writes AS (
-    -- The rest of a dropped namespace: writes whose checkpoint is not saved
-    -- (deleted_writes has the others: a statement may not delete a row twice).
+    -- Writes whose checkpoint is not saved (deleted_writes has the others: a
+    -- statement may not delete a row twice): the rest of a dropped namespace,
+    -- and writes older than their namespace's head that nothing keeps. Those
+    -- a graph saved while a sweep deleted their checkpoint: none will come
+    -- to read them, whereas a write saved before its checkpoint is newer
+    -- than the head (checkpoint ids grow with time).
     DELETE FROM $checkpoint_writes w
     USING namespaces n
-    WHERE n.dropped
-        AND (SELECT ok FROM go)
+    WHERE (SELECT ok FROM go)
         AND w.thread_id = %(thread_id)s
         AND w.thread_id = n.thread_id
         AND w.checkpoint_ns = n.checkpoint_ns
+        AND (n.dropped OR (w.checkpoint_id < n.head AND {_not_kept("w")}))
         AND NOT EXISTS (
             SELECT 1 FROM $checkpoints c
             WHERE c.thread_id = %(thread_id)s
