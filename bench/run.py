@@ -1021,8 +1021,9 @@ def checkpoint_report(info: RunInfo, outcomes: Sequence[Outcome]) -> str:
         "",
         "Floors: every read and write workload has one, timed in the same "
         "worker process as the workload, interleaved with it in the same "
-        "slices (bursts of 50 ms, in turn, the order reversing every round), "
-        "for as long as the workload, on a psycopg connection of its own "
+        "slices (in rounds of a 50 ms burst of the workload and a 25 ms burst "
+        "of the floor, the order reversing every round), on a psycopg "
+        "connection of its own "
         "(async for an async workload), every statement prepared, results in "
         "binary. A read's floor is one `SELECT` by primary key of one `bytea` "
         "per checkpoint, which the server copied, before timing, from the "

@@ -389,19 +389,27 @@ MAIN = ""
 #: short enough that the machine's speed, which drifts over seconds, is the
 #: same for the bursts of one round, long enough for several calls.
 BURST = 0.05
+#: A companion's time as a fraction of the workload's, in each round and in
+#: the warm-up. A floor's latency varies little from call to call, so half
+#: the workload's time measures it well enough, and keeps `make bench` under
+#: half an hour.
+COMPANION_SHARE = 0.5
 
 
 def bursts(seconds: float, names: Sequence[str]) -> Iterator[tuple[str, float]]:
-    """(name, seconds) of the bursts of one slice of ``seconds`` per name.
+    """(name, seconds) of the bursts of one slice: ``seconds`` for the
+    workload (``names[0]``), :data:`COMPANION_SHARE` of that for each other.
 
-    The slice is cut into rounds of :data:`BURST`; each round runs every
-    name once, in an order that reverses every round (A B, B A, A B, ...), so
-    neither the workload nor a companion always follows the other.
+    The slice is cut into rounds of :data:`BURST` of the workload; each round
+    runs every name once, in an order that reverses every round (A B, B A,
+    A B, ...), so neither the workload nor a companion always follows the
+    other.
     """
     rounds = max(1, round(seconds / BURST))
+    length = seconds / rounds
     for index in range(rounds):
         for name in names if index % 2 == 0 else list(reversed(names)):
-            yield name, seconds / rounds
+            yield name, length if name == names[0] else length * COMPANION_SHARE
 
 
 def run_for(
@@ -411,13 +419,13 @@ def run_for(
 ) -> Result:
     """Call ``op`` for the clock's warm-up, then count calls in its slices.
 
-    Each companion (a floor, another saver) gets the same warm-up and, in
-    every slice, as much time as ``op``, in bursts interleaved with it (see
-    :func:`bursts`); a slice then takes that much longer.
+    Each companion (a floor, another saver) gets, in the warm-up and in
+    every slice, :data:`COMPANION_SHARE` of the time of ``op``, in bursts
+    interleaved with it (see :func:`bursts`); a slice takes that much longer.
     """
     ops: dict[str, Callable[[], object]] = {MAIN: op, **(companions or {})}
-    for each in ops.values():
-        _timed(each, clock.warmup)
+    for name, each in ops.items():
+        _timed(each, clock.warmup * (1 if name == MAIN else COMPANION_SHARE))
     for seconds in clock.slices():
         counts = dict.fromkeys(ops, (0, 0.0))
         for name, length in bursts(seconds, list(ops)):
@@ -438,8 +446,8 @@ async def arun_for(
         MAIN: op,
         **(companions or {}),
     }
-    for each in ops.values():
-        await _atimed(each, clock.warmup)
+    for name, each in ops.items():
+        await _atimed(each, clock.warmup * (1 if name == MAIN else COMPANION_SHARE))
     for seconds in clock.slices():
         counts = dict.fromkeys(ops, (0, 0.0))
         for name, length in bursts(seconds, list(ops)):

@@ -186,7 +186,9 @@ def test_bursts_alternate_and_add_up() -> None:
     got = list(workloads.bursts(0.2, ["", "floor"]))
     order = ["", "floor", "floor", "", "", "floor", "floor", ""]
     assert [name for name, _ in got] == order
-    assert sum(length for name, length in got if name == "floor") == pytest.approx(0.2)
+    assert sum(length for name, length in got if name == "") == pytest.approx(0.2)
+    floor_time = sum(length for name, length in got if name == "floor")
+    assert floor_time == pytest.approx(0.2 * workloads.COMPANION_SHARE)
     assert list(workloads.bursts(0.01, ["only"])) == [("only", 0.01)]
 
 
