@@ -74,7 +74,7 @@ DEFAULT_DB = "lg_bench_scale"
 
 #: Bumped whenever the generated rows change, so that a database generated
 #: by an older version of this script is generated again.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: The migration that adds the metadata index (section d removes it).
 METADATA_VERSION = 12
@@ -351,7 +351,7 @@ class Seed:
 def make_seed(uri: str, per_thread: int) -> Seed:
     """Run the agent graph on one thread of ``uri`` until it has
     ``per_thread`` checkpoints; read its oldest ``per_thread`` back (with the
-    blobs and writes they reference) and delete the thread."""
+    blobs and writes they reference). The thread stays in the database."""
     import psycopg
     from psycopg.types.json import Jsonb
 
@@ -381,7 +381,6 @@ def make_seed(uri: str, per_thread: int) -> Seed:
                 FROM checkpoint_writes WHERE thread_id = %s""",
                 (thread_id,),
             ).fetchall()
-        saver.delete_thread(thread_id)
     if len(rows) < per_thread:
         raise RuntimeError(f"the seed thread has {len(rows)} checkpoints only")
     k_of = {row[0]: k for k, row in enumerate(rows)}
@@ -402,10 +401,10 @@ def make_seed(uri: str, per_thread: int) -> Seed:
 
 
 def generate(uri: str, scale: Scale, now: datetime) -> dict[str, float]:
-    """Fill the set-up, empty database ``uri``; return the seconds of each
-    step. The indexes that migrations build on populated tables are
-    dropped during the copy and built after it (as they would be, once,
-    by CREATE INDEX); the primary keys stay."""
+    """Fill the set-up database ``uri`` (whatever it holds is removed);
+    return the seconds of each step. The indexes that migrations build on
+    populated tables are dropped during the copy and built after it (as
+    they would be, once, by CREATE INDEX); the primary keys stay."""
     import psycopg
 
     from langgraph.checkpoint.postgres._migrations import (
@@ -422,6 +421,12 @@ def generate(uri: str, scale: Scale, now: datetime) -> dict[str, float]:
         # The copy needs sorts larger than the default 4 MB.
         conn.execute("SET work_mem = '256MB'")
         conn.execute("SET maintenance_work_mem = '512MB'")
+        # The seed thread goes, by TRUNCATE: deleted, its rows would stay in
+        # the primary keys until a VACUUM, at the right end of each (its id
+        # sorts after every copy's), so that no insert of the copy, made in
+        # key order, would land on the rightmost page, the one B-trees split
+        # leaving it 90% full; every split would leave two half-full pages.
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
         for build in ONLINE_INDEX_BUILDS.values():
             conn.execute(f"DROP INDEX IF EXISTS {render(build.index_name, None)}")
         for function in _FUNCTIONS:
