@@ -806,6 +806,23 @@ def measure_list(
 # -- c. a sweep under a graph workload ----------------------------------------
 
 
+@contextmanager
+def _threads(
+    args: Sequence[tuple[Any, ...]], target: Any, stop: threading.Event
+) -> Iterator[None]:
+    """Run ``target(*a)`` on a daemon thread for each ``a`` of ``args`` while
+    the block runs; then set ``stop`` and wait for them."""
+    threads = [threading.Thread(target=target, args=a, daemon=True) for a in args]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
 class GraphWorkload:
     """A few threads invoking the agent graph through one pooled saver,
     each on threads of its own, noting when each invoke started and how
@@ -845,18 +862,10 @@ class GraphWorkload:
         pool = {"min_size": self.workers, "max_size": self.workers}
         with PostgresSaver.from_conn_string(self.uri, pool_config=pool) as saver:
             graph = agent_graph(saver)
-            threads = [
-                threading.Thread(target=self._run, args=(w, graph), daemon=True)
-                for w in range(self.workers)
-            ]
-            for thread in threads:
-                thread.start()
-            try:
+            with _threads(
+                [(w, graph) for w in range(self.workers)], self._run, self._stop
+            ):
                 yield self
-            finally:
-                self._stop.set()
-                for thread in threads:
-                    thread.join(timeout=60)
         if self.errors:
             raise RuntimeError(f"the graph workload failed: {self.errors[0]!r}")
 
@@ -966,18 +975,8 @@ class Writers:
 
     @contextmanager
     def running(self) -> Iterator[Writers]:
-        threads = [
-            threading.Thread(target=self._run, args=(w,), daemon=True)
-            for w in range(self.count)
-        ]
-        for thread in threads:
-            thread.start()
-        try:
+        with _threads([(w,) for w in range(self.count)], self._run, self._stop):
             yield self
-        finally:
-            self._stop.set()
-            for thread in threads:
-                thread.join(timeout=60)
         if self.errors:
             raise RuntimeError(f"a writer failed: {self.errors[0]!r}")
 
@@ -1137,31 +1136,24 @@ def baseline_python(args: argparse.Namespace) -> str | None:
     if args.baseline_python:
         # Absolute, not resolved: a virtualenv's python is a symlink.
         return os.path.abspath(args.baseline_python)
-    sys.path.insert(0, str(ROOT / "bench"))
-    import run as bench_run
-
+    bench_run = _bench_run()
     bench_run.ensure_baseline()
     return str(bench_run.BASELINE_PY)
 
 
+def _bench_run() -> Any:
+    """bench/run.py, the side-by-side benchmark, whose baseline virtualenv
+    and revision stamp this one shares."""
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    import run as bench_run
+
+    return bench_run
+
+
 def revision() -> str:
     """The checkout's commit, marked when the package has local changes."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "langgraph"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head} (with uncommitted changes)" if dirty else head
+    return str(_bench_run().our_revision())
 
 
 def run(args: argparse.Namespace) -> Report:
