@@ -431,6 +431,10 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
 
     def _sweep_pass(self) -> SweepPass:
         """Plan a sweep by the saver's retention policy."""
+        return SweepPass(self._retention_policy(), self.schema)
+
+    def _retention_policy(self) -> RetentionPolicy:
+        """The saver's retention policy; an error naming the fix without one."""
         if self.retention is None:
             raise ValueError(
                 "this saver has no retention policy to sweep by: pass "
@@ -438,11 +442,11 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
                 '"keep_latest", or "keep_last" with "keep": N) to the saver, '
                 "or call prune() with the threads to prune"
             )
-        return SweepPass(self.retention, self.schema)
+        return self.retention
 
     def _sweep_interval(self, minutes: float | None) -> float:
         """Seconds between background sweeps: ``minutes``, else the policy's."""
-        policy = self._sweep_pass().policy
+        policy = self._retention_policy()
         if minutes is None:
             return policy.interval_minutes * 60
         return float(check_minutes(minutes, "sweep_interval_minutes")) * 60
