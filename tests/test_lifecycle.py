@@ -30,6 +30,7 @@ from langgraph.checkpoint.postgres._sql import (
     THREADS_OF_RUNS_SQL,
     render,
 )
+from langgraph.checkpoint.postgres._sql.retention import PRUNE_KEEP_LAST_SQL
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from tests.dbcheck import ORPHAN_BLOBS_SQL, ORPHAN_WRITES_SQL, orphans
 from tests.savers import Saves, arun_saves, run_saves
@@ -1057,9 +1058,18 @@ PRUNE_PLAN_DATA_SQL = (
 )
 
 
-def test_prune_plan_looks_rows_up_by_key(db_uri: str) -> None:
-    statement = render(PRUNE_KEEP_LATEST_SQL, None)
-    params = {"thread_id": "t7"}
+@pytest.mark.parametrize(
+    ("template", "params"),
+    [
+        (PRUNE_KEEP_LATEST_SQL, {"thread_id": "t7"}),
+        (PRUNE_KEEP_LAST_SQL, {"thread_id": "t7", "keep": 5}),
+    ],
+    ids=["keep_latest", "keep_last"],
+)
+def test_prune_plan_looks_rows_up_by_key(
+    db_uri: str, template: str, params: dict[str, Any]
+) -> None:
+    statement = render(template, None)
     with psycopg.connect(db_uri) as conn:
         for query in PRUNE_PLAN_DATA_SQL:
             conn.execute(query)

@@ -22,15 +22,12 @@ from psycopg_pool import ConnectionPool
 from typing_extensions import TypedDict
 
 from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.postgres._sql import render
-from langgraph.checkpoint.postgres._sql.retention import PRUNE_KEEP_LAST_SQL
 from langgraph.checkpoint.postgres._sweep import SweepResult
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import RetentionConfig
 from tests.dbcheck import orphans
 from tests.savers import async_saver, sync_saver
 from tests.test_lifecycle import (
-    PRUNE_PLAN_DATA_SQL,
     count,
     dump,
     graph,
@@ -229,21 +226,6 @@ def test_prune_removes_writes_that_arrived_after_their_checkpoint_went(
         db_uri, "SELECT count(*) FROM checkpoint_writes WHERE task_id = 'early-task'"
     )
     assert rows == 1
-
-
-def test_keep_last_plan_looks_rows_up_by_key(db_uri: str) -> None:
-    statement = render(PRUNE_KEEP_LAST_SQL, None)
-    params = {"thread_id": "t7", "keep": 5}
-    with psycopg.connect(db_uri) as conn:
-        for query in PRUNE_PLAN_DATA_SQL:
-            conn.execute(query)
-        conn.execute("ANALYZE")
-        (plan,) = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
-        assert plan[0]["Plan"]["Total Cost"] < 100_000
-        conn.execute("SET enable_seqscan = off")
-        lines = [r[0] for r in conn.execute("EXPLAIN " + statement, params)]
-        assert not [line for line in lines if "Seq Scan" in line], "\n".join(lines)
-        conn.rollback()
 
 
 # -- sweep -------------------------------------------------------------------------
