@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,11 +21,11 @@ from types import ModuleType
 from typing import Any
 
 import psycopg
-import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from tests.dbcheck import orphans
+from tests.upstream import upstream_python
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "scale.py"
@@ -131,22 +130,8 @@ def saver_list_users(uri: str, user: str) -> list[Any]:
         return list(saver.list(None, filter={"user": user}))
 
 
-def _upstream_python() -> str:
-    """The interpreter of the existing package, as CI prepares it."""
-    path = os.environ.get("UPSTREAM_PYTHON")
-    if path:
-        return path
-    reason = (
-        "UPSTREAM_PYTHON is unset: the benchmark compares list() with "
-        "langgraph-checkpoint-postgres==3.2.0, which needs a python that has it"
-    )
-    if os.environ.get("REQUIRE_UPSTREAM") == "1":
-        pytest.fail(f"REQUIRE_UPSTREAM=1 but {reason}")
-    pytest.skip(reason)
-
-
 def test_a_small_run_reports_every_section(server_uri: str, tmp_path: Path) -> None:
-    upstream = _upstream_python()
+    upstream = upstream_python(": the benchmark compares list() with it")
     name = f"lgcp_scale_{uuid.uuid4().hex[:12]}"
     figures = tmp_path / "scale.json"
     results = tmp_path / "RESULTS.md"

@@ -11,35 +11,20 @@ from __future__ import annotations
 
 import json
 import operator
-import os
 import subprocess
 from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
-import pytest
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.base import MIGRATIONS
+from tests.upstream import upstream_python
 
 READER = Path(__file__).with_name("upstream_checkpoint_reader.py")
 THREADS = {"alice-1": "alice", "alice-2": "alice", "bob-1": "bob"}
-
-
-def upstream_python() -> str:
-    """The interpreter that has the existing package (``UPSTREAM_PYTHON``)."""
-    path = os.environ.get("UPSTREAM_PYTHON")
-    if path:
-        return path
-    reason = (
-        "UPSTREAM_PYTHON is unset: point it at a python with "
-        "langgraph-checkpoint-postgres==3.2.0 installed"
-    )
-    if os.environ.get("REQUIRE_UPSTREAM") == "1":
-        pytest.fail(f"REQUIRE_UPSTREAM=1 but {reason}")
-    pytest.skip(reason)
 
 
 class State(TypedDict):

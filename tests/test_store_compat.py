@@ -34,7 +34,6 @@ import copy
 import inspect
 import json
 import math
-import os
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -63,6 +62,7 @@ from tests.stores import (
     require_pgvector,
     sync_store,
 )
+from tests.upstream import upstream_python
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "upstream-3.2.0-store"
 READER = Path(__file__).parent / "upstream_store_reader.py"
@@ -1283,20 +1283,6 @@ def test_our_rows_keep_3x_meaning(databases: Databases, indexed: bool) -> None:
             prefix, kwargs = search_args(search)
             found = [item_json(i) for i in store.search(prefix, **kwargs)]
             check_page(found, model.search(prefix, **kwargs))
-
-
-def upstream_python() -> str:
-    """The interpreter that has the existing package (``UPSTREAM_PYTHON``)."""
-    path = os.environ.get("UPSTREAM_PYTHON")
-    if path:
-        return path
-    reason = (
-        "UPSTREAM_PYTHON is unset: point it at a python with "
-        "langgraph-checkpoint-postgres==3.2.0 installed"
-    )
-    if os.environ.get("REQUIRE_UPSTREAM") == "1":
-        pytest.fail(f"REQUIRE_UPSTREAM=1 but {reason}")
-    pytest.skip(reason)
 
 
 def run_upstream(
