@@ -7,6 +7,7 @@ and a pipeline on one connection.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -91,3 +92,17 @@ async def arun_saves(saver: AsyncPostgresSaver, saves: Saves) -> Any:
             result = await getattr(saver, "a" + method)(*args)
     except StopIteration as done:
         return done.value
+
+
+def run_setup(uri: str, kind: str) -> None:
+    """``setup()`` of a ``kind`` (sync or async) saver on its own connection."""
+    if kind == "sync":
+        with PostgresSaver.from_conn_string(uri) as saver:
+            saver.setup()
+        return
+
+    async def run() -> None:
+        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
+            await saver.setup()
+
+    asyncio.run(run())

@@ -11,7 +11,6 @@ rebuilds one that an interrupted build left invalid.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -24,8 +23,8 @@ from langgraph.checkpoint.base import empty_checkpoint
 from psycopg.rows import dict_row
 
 from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import MIGRATIONS
+from tests.savers import run_setup
 
 METADATA_INDEX = "checkpoints_metadata_idx"
 #: The version that adds it.
@@ -179,20 +178,6 @@ def _assert_index_built(uri: str) -> None:
     assert _versions(uri) == list(range(len(MIGRATIONS)))
 
 
-def _run_setup(uri: str, kind: str) -> None:
-    """``setup()`` of a ``kind`` (sync or async) saver on its own connection."""
-    if kind == "sync":
-        with PostgresSaver.from_conn_string(uri) as saver:
-            saver.setup()
-        return
-
-    async def run() -> None:
-        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
-            await saver.setup()
-
-    asyncio.run(run())
-
-
 class Writer:
     """A thread that stores checkpoints one after another on its own
     connection, noting how long each ``put()`` took, until stopped."""
@@ -268,7 +253,7 @@ def test_setup_builds_the_index_concurrently_while_a_writer_writes(
 
     def setup() -> None:
         try:
-            _run_setup(db_uri, kind)
+            run_setup(db_uri, kind)
         except BaseException as exc:  # noqa: BLE001 - checked below
             errors.append(exc)
 

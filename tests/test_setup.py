@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import MIGRATIONS, IncompatibleSchemaError
+from tests.savers import run_setup
 
 LATEST = len(MIGRATIONS) - 1
 ALL_VERSIONS = list(range(len(MIGRATIONS)))
@@ -535,20 +536,6 @@ def _wait_for_build(
     pytest.fail(f"no index build on checkpoints within {timeout}s")
 
 
-def _run_setup(uri: str, kind: str) -> None:
-    """``setup()`` of a ``kind`` (sync or async) saver on its own connection."""
-    if kind == "sync":
-        with PostgresSaver.from_conn_string(uri) as saver:
-            saver.setup()
-        return
-
-    async def run() -> None:
-        async with AsyncPostgresSaver.from_conn_string(uri) as saver:
-            await saver.setup()
-
-    asyncio.run(run())
-
-
 @contextmanager
 def _setup_in_thread(uri: str, kind: str = "sync") -> Iterator[dict[str, Any]]:
     """Run ``setup()`` on its own connection in a thread for the block."""
@@ -556,7 +543,7 @@ def _setup_in_thread(uri: str, kind: str = "sync") -> Iterator[dict[str, Any]]:
 
     def run() -> None:
         try:
-            _run_setup(uri, kind)
+            run_setup(uri, kind)
         except BaseException as exc:  # noqa: BLE001 - checked by the test
             outcome["error"] = exc
         finally:
