@@ -189,3 +189,12 @@ def vector_db_uri(db_uri: str) -> str:
     """This test's database, on a server with pgvector (else the test skips)."""
     require_pgvector(db_uri)
     return db_uri
+
+
+# The command line's databases (filled by a real graph) and runner.
+from tests.cli_support import (  # noqa: E402, F401
+    encrypted_db,
+    encrypted_template,
+    graph_db,
+    graph_template,
+)
