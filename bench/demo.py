@@ -83,6 +83,16 @@ def run(uri: str) -> None:
             print(f"{table}: {row[0] if row else 0}")
 
 
+def run_cli(uri: str) -> None:
+    """Show the chat's database as the command line does (README's quick start)."""
+    from langgraph.checkpoint.postgres.cli import main as langgraph_postgres
+
+    print("\n== the same thread from a shell (langgraph-postgres) ==")
+    for args in (["threads"], ["history", THREAD_ID], ["show", THREAD_ID]):
+        print(f"$ langgraph-postgres {' '.join(args)}")
+        langgraph_postgres(["--dsn", uri, *args])
+
+
 # -- long-term memory -------------------------------------------------------
 
 DIMS = 32
@@ -193,6 +203,7 @@ def main() -> None:
             uri = pg.get_uri()
             print(f"using embedded PostgreSQL at {uri}")
         run(uri)
+        run_cli(uri)
         run_memory(uri)
 
 

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
-from langgraph.checkpoint.postgres.cli._errors import CliError, describe_database_error
+from langgraph.checkpoint.postgres.cli._errors import CliError, first_line
 from langgraph.checkpoint.postgres.cli._output import Output
 
 PROG = "langgraph-postgres"
@@ -77,7 +77,12 @@ class Env:
                 application_name=APPLICATION_NAME,
             )
         except psycopg.Error as exc:
-            raise CliError(describe_database_error(exc)) from None
+            # A malformed string is a ProgrammingError, an unreachable server
+            # an OperationalError: to the user both are a DSN to fix.
+            raise CliError(
+                f"cannot connect to the database: {first_line(str(exc))}",
+                "check --dsn (or POSTGRES_URI / DATABASE_URL)",
+            ) from None
         with conn:
             yield conn
 
