@@ -26,7 +26,11 @@ from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres._pg import failover
-from langgraph.checkpoint.postgres._pg.cursors import KeptCursors, Role
+from langgraph.checkpoint.postgres._pg.cursors import (
+    KeptCursors,
+    Role,
+    streaming_cursor,
+)
 from langgraph.checkpoint.postgres._pg.errors import (
     ConnectionLostError,
     ReadOnlyServerError,
@@ -427,7 +431,7 @@ class CallCursor(_Call):
 
 
 def new_cursor(conn: Connection[Any]) -> Cursor[TupleRow]:
-    cur = conn.cursor(binary=True, row_factory=tuple_row)
+    cur: Cursor[TupleRow] = streaming_cursor(conn, tuple_row)
     use_orjson(cur)
     return cur
 
