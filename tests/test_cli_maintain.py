@@ -375,3 +375,22 @@ def test_migrate_refuses_bad_input(graph_db: str) -> None:
     assert result.code == 1 and result.err.startswith("error: --store-index")
     result = run_cli("migrate", "sql", "--from", "-1", dsn=graph_db)
     assert result.code == 1 and "--from and --to" in result.err
+
+
+def test_migrate_knows_the_vector_migrations_from_the_index_config(
+    graph_db: str,
+) -> None:
+    index = '{"dims": 3}'
+    args = ("migrate", "status", "store", "--store-index", index, "--json")
+    document = run_cli(*args, dsn=graph_db).json()
+    vectors = _histories(document)["vector_migrations"]
+    assert vectors["current"] is None
+    assert [p["version"] for p in vectors["pending"]] == [0, 1, 2]
+    script = run_cli("migrate", "sql", "store", "--store-index", index, "--from", "0")
+    assert "embedding vector(3)" in script.out
+    assert "USING hnsw (embedding vector_cosine_ops)" in script.out
+    # Without the config, a store with vectors is pointed at the option.
+    with psycopg.connect(graph_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE vector_migrations (v INTEGER PRIMARY KEY)")
+    human = run_cli("migrate", "status", "store", dsn=graph_db)
+    assert "give the store's index config (--store-index)" in human.out

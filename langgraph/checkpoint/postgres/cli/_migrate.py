@@ -168,6 +168,12 @@ def _status(
         tables = COMPONENT_TABLES[component]
         present = [t for t in tables if _exists(conn, env, t)]
         components[component] = {"tables": present, "histories": []}
+        known = {h.table for h in found}
+        if "vector_migrations" in present and "vector_migrations" not in known:
+            components[component]["note"] = (
+                "vector_migrations exists: give the store's index config "
+                "(--store-index) to check its migrations"
+            )
     pending_total = 0
     newer = False
     for history in found:
@@ -223,6 +229,8 @@ def _print_status(env: Env, status: Mapping[str, Any]) -> None:
             pending_rows, ["history", "version", ("sql", "first line")], title="Pending"
         )
     for component, info in status["components"].items():
+        if info.get("note"):
+            out.line(f"{component}: {info['note']}")
         for entry in info["histories"]:
             if entry.get("error"):
                 out.line(f"{component}: {entry['error']}", style="red")
