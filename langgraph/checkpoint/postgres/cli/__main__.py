@@ -2,4 +2,6 @@
 
 from langgraph.checkpoint.postgres.cli import console_main
 
-console_main()
+# Guarded: the doctest run imports every module of the package.
+if __name__ == "__main__":
+    console_main()
