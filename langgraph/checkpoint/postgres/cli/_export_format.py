@@ -271,7 +271,7 @@ def read_records(
         raise FileError(
             number,
             f"the file has {seen[t]} {t} rows but its header says "
-            f"{header.rows[t]}; was it cut short?",
+            f"{header.rows[t]} (was it cut short?)",
         )
 
 

@@ -377,7 +377,8 @@ def _import(
     taken = [t for t in targets if existing[t]]
     if taken and not replace:
         raise CliError(
-            f"thread {', '.join(map(repr, taken))} already "
+            f"{'thread' if len(taken) == 1 else 'threads'} "
+            f"{', '.join(map(repr, taken))} already "
             f"{'has' if len(taken) == 1 else 'have'} rows in this database",
             "add --replace to delete them first, or --as NEW_ID to import "
             "under another id",
