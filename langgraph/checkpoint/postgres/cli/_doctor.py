@@ -26,7 +26,7 @@ from langgraph.checkpoint.postgres.cli._app import (
     pass_env,
 )
 from langgraph.checkpoint.postgres.cli._errors import ProblemsFound
-from langgraph.checkpoint.postgres.cli._stats import (
+from langgraph.checkpoint.postgres.cli._stats_queries import (
     SAVER_TABLES,
     STORE_TABLES,
     migration_versions,
