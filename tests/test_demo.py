@@ -41,3 +41,18 @@ def test_the_demo_memory(db_uri: str) -> None:
     assert "oat milk (score" in milk
     assert "allergic to peanuts (score" in allergy
     assert "store_vectors: 2" in lines
+
+
+def test_the_demo_shows_its_thread_from_a_shell(db_uri: str) -> None:
+    demo = load_demo()
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        demo.run(db_uri)
+        demo.run_cli(db_uri)
+    tour = output.getvalue().split("== the same thread from a shell")[1]
+    lines = tour.splitlines()
+    assert "$ langgraph-postgres threads" in lines
+    assert any(line.split()[:3] == ["demo", "│", "9"] for line in lines), tour
+    assert "$ langgraph-postgres history demo" in lines
+    assert "$ langgraph-postgres show demo" in lines
+    assert "turns: 3" in lines

@@ -22,6 +22,7 @@ from langgraph.checkpoint.postgres.cli import (
 from langgraph.checkpoint.postgres.cli._app import PROG, Env, common_options
 from langgraph.checkpoint.postgres.cli._errors import (
     CliError,
+    ProblemsFound,
     describe_database_error,
     first_line,
 )
@@ -83,6 +84,9 @@ def run(argv: Sequence[str]) -> int:
         return INTERRUPTED
     except CliError as exc:
         return _fail(exc.format_message())
+    except ProblemsFound as exc:
+        # The report that found them is printed; its last line counts them.
+        return exc.exit_code
     except click.UsageError as exc:
         exc.show()
         return exc.exit_code
