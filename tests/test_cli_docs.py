@@ -193,7 +193,13 @@ def run_example(
         else:
             assert word not in {"&&", ";"}, f"line {example.line}: one command a line"
             args.append(word)
-    result = run_cli(*args, env=env, stdin=stdin)
+    # Files the command names itself (--output, --input) land in workdir too.
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        result = run_cli(*args, env=env, stdin=stdin)
+    finally:
+        os.chdir(cwd)
     if stdout_file is not None:
         stdout_file.write_text(result.out)
         return result.code, result.err.splitlines()
