@@ -5,7 +5,6 @@ invalid index, a transaction left open), and one behind a real PgBouncer."""
 from __future__ import annotations
 
 import datetime
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,9 +20,7 @@ from tests.cli_support import CHAT, FAN, STORE_ITEMS, THREADS, run_cli
 from tests.conftest import Databases
 from tests.pgbouncer import (
     PgBouncer,
-    PgBouncerNotInstalled,
-    find_pgbouncer,
-    run_pgbouncer,
+    pgbouncer_or_skip,
 )
 
 BAD_DSN = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2"
@@ -341,13 +338,7 @@ def pgbouncer(server_uri: str) -> Iterator[PgBouncer]:
     """A PgBouncer in transaction mode in front of the test server (as in
     tests/test_poolers.py: skipped without the binary unless
     REQUIRE_PGBOUNCER=1)."""
-    try:
-        find_pgbouncer()
-    except PgBouncerNotInstalled as exc:
-        if os.environ.get("REQUIRE_PGBOUNCER") == "1":
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    with run_pgbouncer(server_uri) as bouncer:
+    with pgbouncer_or_skip(server_uri) as bouncer:
         yield bouncer
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import operator
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +36,7 @@ from tests.conftest import Databases
 from tests.pgbouncer import (
     POOL_SIZE,
     PgBouncer,
-    PgBouncerNotInstalled,
-    find_pgbouncer,
-    run_pgbouncer,
+    pgbouncer_or_skip,
 )
 from tests.test_conformance import SyncAsAsync, assert_conformance
 from tests.test_graphs import (
@@ -84,16 +81,7 @@ CLIENT_POOL_SIZE = 10
 @pytest.fixture(scope="module")
 def pgbouncer(server_uri: str) -> Iterator[PgBouncer]:
     """A PgBouncer in transaction mode in front of the test server."""
-    # A user's fresh machine may lack PgBouncer, and `make test` must pass
-    # there, so these tests skip; CI sets REQUIRE_PGBOUNCER=1 (.ci/run
-    # installs it), where a skip would hide that they no longer run.
-    try:
-        find_pgbouncer()
-    except PgBouncerNotInstalled as exc:
-        if os.environ.get("REQUIRE_PGBOUNCER") == "1":
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    with run_pgbouncer(server_uri) as bouncer:
+    with pgbouncer_or_skip(server_uri) as bouncer:
         yield bouncer
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import threading
 import time
 import zlib
@@ -59,9 +58,7 @@ from tests.loop_thread import GUARD, LoopThread, client_on_loop
 from tests.pgbouncer import (
     POOL_SIZE,
     PgBouncer,
-    PgBouncerNotInstalled,
-    find_pgbouncer,
-    run_pgbouncer,
+    pgbouncer_or_skip,
 )
 from tests.stores import (
     ASYNC_STORE_KINDS,
@@ -437,13 +434,7 @@ CLIENT_POOL_SIZE = 10
 def pgbouncer(server_uri: str) -> Iterator[PgBouncer]:
     """A PgBouncer in transaction mode in front of the test server (skips
     without the binary unless REQUIRE_PGBOUNCER=1, as tests/test_poolers.py)."""
-    try:
-        find_pgbouncer()
-    except PgBouncerNotInstalled as exc:
-        if os.environ.get("REQUIRE_PGBOUNCER") == "1":
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    with run_pgbouncer(server_uri) as bouncer:
+    with pgbouncer_or_skip(server_uri) as bouncer:
         yield bouncer
 
 
