@@ -6,9 +6,10 @@ borrow a connection (through the shared Postgres layer, ``_pg``), execute a
 :class:`Statement` built here, and hand the rows back to the decoding methods
 here. The pieces live in modules of their own (SQL in ``_sql``, the layout in
 ``_migrations``, input checks in ``_validation``, rows in ``_rows``, writes in
-``_writes``, paging in ``_paging``, retention in ``_retention``, delta history
-in ``_delta``); this class puts them together for each call, which is what
-lets both savers stay thin and behave identically.
+``_writes``, paging in ``_paging``, retention in ``_retention`` and
+``_retention_core``, delta history in ``_delta``); this class puts them
+together for each call, which is what lets both savers stay thin and behave
+identically.
 
 The database layout is the one ``langgraph-checkpoint-postgres`` 3.x creates
 at migration version 9, so a database can move between that package and this
@@ -49,6 +50,7 @@ from langgraph.checkpoint.postgres._pg.errors import (
 from langgraph.checkpoint.postgres._pg.options import PoolConfig, check_timeout
 from langgraph.checkpoint.postgres._pg.schema import check_schema
 from langgraph.checkpoint.postgres._pg.statement import Statement
+from langgraph.checkpoint.postgres._retention_core import RetentionCore
 from langgraph.checkpoint.postgres._rows import (
     DELTA_SNAPSHOT_MARKER,
     checkpoint_config,
@@ -74,9 +76,7 @@ from langgraph.checkpoint.postgres._sql import (
 from langgraph.checkpoint.postgres._sweep import (
     RetentionConfig,
     RetentionPolicy,
-    SweepPass,
     SweepResult,
-    check_minutes,
 )
 from langgraph.checkpoint.postgres._validation import (
     ConfigKeyError,
@@ -130,7 +130,7 @@ UPSTREAM_SQL_ATTRIBUTES = (
 )
 
 
-class BasePostgresSaver(BaseCheckpointSaver[str]):
+class BasePostgresSaver(BaseCheckpointSaver[str], RetentionCore):
     """Shared, I/O-free part of the Postgres checkpoint savers.
 
     Subclasses own a connection (or pool) and implement the I/O: each public
@@ -422,34 +422,6 @@ class BasePostgresSaver(BaseCheckpointSaver[str]):
         return _retention.copy_thread_statement(
             self.schema, source_thread_id, target_thread_id
         )
-
-    def _prune_statements(
-        self, thread_ids: Sequence[str], strategy: str, keep: int | None = None
-    ) -> list[Statement]:
-        """Build the ``prune`` statements (one per thread; none for no ids)."""
-        return _retention.prune_statements(self.schema, thread_ids, strategy, keep)
-
-    def _sweep_pass(self) -> SweepPass:
-        """Plan a sweep by the saver's retention policy."""
-        return SweepPass(self._retention_policy(), self.schema)
-
-    def _retention_policy(self) -> RetentionPolicy:
-        """The saver's retention policy; an error naming the fix without one."""
-        if self.retention is None:
-            raise ValueError(
-                "this saver has no retention policy to sweep by: pass "
-                'retention={"strategy": "delete", "default_ttl": minutes} (or '
-                '"keep_latest", or "keep_last" with "keep": N) to the saver, '
-                "or call prune() with the threads to prune"
-            )
-        return self.retention
-
-    def _sweep_interval(self, minutes: float | None) -> float:
-        """Seconds between background sweeps: ``minutes``, else the policy's."""
-        policy = self._retention_policy()
-        if minutes is None:
-            return policy.interval_minutes * 60
-        return float(check_minutes(minutes, "sweep_interval_minutes")) * 60
 
     def _delta_history_statement(
         self, config: RunnableConfig, channels: Sequence[str]
