@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import Connection, Pipeline
@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from langgraph.checkpoint.postgres._pg.errors import (
     ConnectionLostError,
+    Recovery,
     connection_lost_message,
 )
 from langgraph.checkpoint.postgres._pg.options import (
@@ -25,9 +26,6 @@ from langgraph.checkpoint.postgres._pg.options import (
     PoolConfig,
     pool_arguments,
 )
-
-if TYPE_CHECKING:
-    from langgraph.checkpoint.postgres._pg.access import Access
 
 #: What a sync client accepts: one connection, shared behind a lock, or a pool
 #: from which each call borrows a connection of its own.
@@ -52,11 +50,26 @@ def get_connection(conn: Conn) -> Iterator[Connection[DictRow]]:
         raise TypeError(f"Invalid connection type: {type(conn)}")
 
 
+class _Access(Protocol):
+    """What :class:`Opened` sets and reads on a client's ``Access`` (from
+    ``.access``), described here rather than imported: that module
+    imports this one."""
+
+    source: Conn
+    pipe: Pipeline | None
+    owner: str
+    recovery: Recovery
+    opened: Opened | None
+
+
 class _Client(Protocol):
     """What :meth:`Opened.adopt` needs of a client: the ``Access`` it calls
     through, and the ``conn``/``pipe`` attributes it shows its users."""
 
-    _db: Access
+    # Read-only here, so that a client's own ``Access`` type matches.
+    @property
+    def _db(self) -> _Access: ...
+
     conn: Any
     pipe: Any
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, AsyncPipeline
@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from langgraph.checkpoint.postgres._pg.errors import (
     ConnectionLostError,
+    Recovery,
     connection_lost_message,
 )
 from langgraph.checkpoint.postgres._pg.options import (
@@ -22,9 +23,6 @@ from langgraph.checkpoint.postgres._pg.options import (
     PoolConfig,
     pool_arguments,
 )
-
-if TYPE_CHECKING:
-    from langgraph.checkpoint.postgres._pg.access_async import Access
 
 #: What an async client accepts: one connection, shared behind a lock, or a
 #: pool from which each call borrows a connection of its own.
@@ -49,11 +47,24 @@ async def get_connection(conn: Conn) -> AsyncIterator[AsyncConnection[DictRow]]:
         raise TypeError(f"Invalid connection type: {type(conn)}")
 
 
+class _Access(Protocol):
+    """What :class:`Opened` sets and reads on a client's ``Access`` (see
+    :class:`langgraph.checkpoint.postgres._pg.opening._Access`)."""
+
+    source: Conn
+    pipe: AsyncPipeline | None
+    owner: str
+    recovery: Recovery
+    opened: Opened | None
+
+
 class _Client(Protocol):
     """What :meth:`Opened.adopt` needs of a client (see
     :class:`langgraph.checkpoint.postgres._pg.opening._Client`)."""
 
-    _db: Access
+    @property
+    def _db(self) -> _Access: ...
+
     conn: Any
     pipe: Any
 
