@@ -8,7 +8,6 @@ non-zero when any finding fails. Nothing is written.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
@@ -29,6 +28,7 @@ from langgraph.checkpoint.postgres.cli._doctor_checks import (
     pooler_mode,
     server_finding,
 )
+from langgraph.checkpoint.postgres.cli._durations import duration_seconds
 from langgraph.checkpoint.postgres.cli._errors import ProblemsFound
 from langgraph.checkpoint.postgres.cli._stats_queries import (
     SAVER_TABLES,
@@ -44,11 +44,10 @@ def parse_duration(text: str) -> float:
     >>> parse_duration("300"), parse_duration("5m"), parse_duration("1.5h")
     (300.0, 300.0, 5400.0)
     """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*", text)
-    if not match:
+    seconds = duration_seconds(text, bare="s")
+    if seconds is None:
         raise click.BadParameter(f"{text!r} is not a duration (e.g. 300, 30s, 5m, 1h)")
-    factor = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-    return float(match.group(1)) * factor.get(match.group(2) or "s", 1)
+    return seconds
 
 
 def diagnose(conn: Conn, env: Env, dsn: str, max_xact_age: float) -> list[Finding]:

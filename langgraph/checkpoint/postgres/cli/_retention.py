@@ -10,7 +10,6 @@ stored size) before and after it, in the same transaction.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +27,7 @@ from langgraph.checkpoint.postgres._sweep import (
     check_keep,
 )
 from langgraph.checkpoint.postgres.cli._app import Env, common_options, pass_env
+from langgraph.checkpoint.postgres.cli._durations import duration_seconds
 from langgraph.checkpoint.postgres.cli._errors import CliError
 from langgraph.checkpoint.postgres.cli._output import human_bytes
 
@@ -80,8 +80,6 @@ THREADS_PRESENT_SQL = (
     "SELECT DISTINCT thread_id FROM {table} WHERE thread_id = ANY(%(threads)s::text[])"
 )
 RETRY_HINT = "run again with --yes to delete"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
-_MINUTES_PER = {"m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}
 
 
 def measure_sql(env: Env) -> sql.Composed:
@@ -106,14 +104,13 @@ def parse_ttl(text: str) -> float:
     >>> parse_ttl("90"), parse_ttl("12h"), parse_ttl("7d"), parse_ttl("1.5w")
     (90.0, 720.0, 10080.0, 15120.0)
     """
-    match = _DURATION.match(text)
-    if match is None or float(match.group(1)) <= 0:
+    seconds = duration_seconds(text, bare="m")
+    if seconds is None or seconds <= 0:
         raise CliError(
             f"--ttl {text!r} is not a duration",
             "give minutes (90) or a number with m, h, d or w (12h, 7d)",
         )
-    unit = (match.group(2) or "m").lower()
-    return float(match.group(1)) * _MINUTES_PER[unit]
+    return seconds / 60
 
 
 def _as_cli_error(exc: ValueError) -> CliError:

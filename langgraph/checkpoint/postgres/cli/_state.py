@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from langgraph.checkpoint.postgres.cli._durations import duration_seconds
 from langgraph.checkpoint.postgres.cli._errors import CliError
 from langgraph.checkpoint.postgres.cli._output import jsonable
 
 #: 100 ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 UUID_EPOCH_OFFSET = 0x01B21DD213814000
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 #: LangGraph's channels for edges (``branch:to:<node>``), graph input,
 #: ``Send`` packets and interrupts; they are bookkeeping, not state.
@@ -48,9 +46,9 @@ def parse_since(text: str, now: datetime) -> datetime:
     >>> parse_since("2026-01-09T12:00", now).isoformat()
     '2026-01-09T12:00:00+00:00'
     """
-    match = _AGE.match(text)
-    if match:
-        return now - timedelta(seconds=int(match[1]) * _AGE_UNITS[match[2]])
+    age = duration_seconds(text, bare=None)
+    if age is not None:
+        return now - timedelta(seconds=age)
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
