@@ -30,42 +30,8 @@ from langgraph.checkpoint.postgres.cli._app import Env, common_options, pass_env
 from langgraph.checkpoint.postgres.cli._durations import duration_seconds
 from langgraph.checkpoint.postgres.cli._errors import CliError
 from langgraph.checkpoint.postgres.cli._output import human_bytes
+from langgraph.checkpoint.postgres.cli._sizes import TABLES, row_bytes
 
-#: The saver's tables a prune or sweep deletes from, by what the output
-#: calls their rows, with every column (their stored sizes add up to
-#: ``bytes``).
-TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "checkpoints": (
-        "checkpoints",
-        (
-            "thread_id",
-            "checkpoint_ns",
-            "checkpoint_id",
-            "parent_checkpoint_id",
-            "type",
-            "checkpoint",
-            "metadata",
-        ),
-    ),
-    "writes": (
-        "checkpoint_writes",
-        (
-            "thread_id",
-            "checkpoint_ns",
-            "checkpoint_id",
-            "task_id",
-            "task_path",
-            "idx",
-            "channel",
-            "type",
-            "blob",
-        ),
-    ),
-    "blobs": (
-        "checkpoint_blobs",
-        ("thread_id", "checkpoint_ns", "channel", "version", "type", "blob"),
-    ),
-}
 KINDS = tuple(TABLES)
 
 # Rows and stored bytes per thread and table. pg_column_size is the size of
@@ -85,14 +51,12 @@ RETRY_HINT = "run again with --yes to delete"
 def measure_sql(env: Env) -> sql.Composed:
     """The query of rows and bytes per (thread, table) of ``%(threads)s``."""
     parts = []
-    for kind, (table, columns) in TABLES.items():
-        size = sql.SQL(" + ").join(
-            sql.SQL("coalesce(pg_column_size({}), 0)").format(sql.Identifier(c))
-            for c in columns
-        )
+    for kind, (table, _columns) in TABLES.items():
         parts.append(
             sql.SQL(_MEASURE_ONE).format(
-                kind=sql.Literal(kind), size=size, table=env.table(table)
+                kind=sql.Literal(kind),
+                size=sql.SQL(row_bytes(kind)),
+                table=env.table(table),
             )
         )
     return sql.SQL(" UNION ALL ").join(parts)

@@ -23,6 +23,7 @@ from psycopg.rows import DictRow
 
 from langgraph.checkpoint.postgres._migrations import SAVER_MIGRATIONS
 from langgraph.checkpoint.postgres.cli._app import Env
+from langgraph.checkpoint.postgres.cli._sizes import row_bytes
 from langgraph.store.postgres._migrations import (
     EXT_MIGRATIONS,
     LAST_VECTOR_VERSION,
@@ -113,18 +114,12 @@ WHERE s.schemaname = (SELECT relnamespace::regnamespace::text FROM pg_class
     AND s.tablename = (SELECT relname FROM pg_class WHERE oid = %(oid)s::oid)
     AND s.attname = 'thread_id'
 """
-# Bytes are the stored (compressed) sizes of the rows' values; per-row
-# overhead and indexes are not counted. CANDIDATES_SQL ranks threads by the
+# Bytes are those of _sizes.row_bytes. CANDIDATES_SQL ranks threads by the
 # bytes of a sample of pages (all pages of a small table); THREAD_SIZES_SQL
 # then sums the candidates' rows exactly, through the primary keys.
-_CHECKPOINT_BYTES = """(pg_column_size(checkpoint) + pg_column_size(metadata)
-    + octet_length(thread_id) + octet_length(checkpoint_ns)
-    + octet_length(checkpoint_id))"""
-_BLOB_BYTES = """(coalesce(pg_column_size(blob), 0) + octet_length(thread_id)
-    + octet_length(checkpoint_ns) + octet_length(channel) + octet_length(version))"""
-_WRITE_BYTES = """(pg_column_size(blob) + octet_length(thread_id)
-    + octet_length(checkpoint_ns) + octet_length(checkpoint_id)
-    + octet_length(task_id))"""
+_CHECKPOINT_BYTES = f"({row_bytes('checkpoints')})"
+_BLOB_BYTES = f"({row_bytes('blobs')})"
+_WRITE_BYTES = f"({row_bytes('writes')})"
 CANDIDATES_SQL = sql.SQL(f"""
 SELECT thread_id
 FROM (

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from langgraph.checkpoint.postgres.cli._app import PROG, Env, common_options, pass_env
 from langgraph.checkpoint.postgres.cli._errors import CliError
 from langgraph.checkpoint.postgres.cli._output import human_bytes
+from langgraph.checkpoint.postgres.cli._sizes import row_bytes
 from langgraph.checkpoint.postgres.cli._state import (
     RESUME,
     interrupt_values,
@@ -72,19 +73,18 @@ SELECT thread_id, checkpoint_id, checkpoint ->> 'ts' AS ts
 FROM {checkpoints}
 WHERE thread_id = ANY(%(threads)s) AND checkpoint_id = ANY(%(ids)s)
 """
-# Stored bytes (after TOAST compression) of the rows' payload columns;
-# pg_column_size reads the size without decompressing or fetching the value.
-SIZES_SQL = """
+# A thread's bytes, as _sizes.row_bytes measures a row.
+SIZES_SQL = f"""
 SELECT thread_id, sum(bytes)::bigint AS size FROM (
-    SELECT thread_id, pg_column_size(checkpoint) + pg_column_size(metadata) AS bytes
-    FROM {checkpoints} WHERE thread_id = ANY(%(threads)s)
+    SELECT thread_id, {row_bytes("checkpoints")} AS bytes
+    FROM {{checkpoints}} WHERE thread_id = ANY(%(threads)s)
     UNION ALL
-    SELECT thread_id, coalesce(pg_column_size(blob), 0)
-    FROM {checkpoint_blobs} WHERE thread_id = ANY(%(threads)s)
+    SELECT thread_id, {row_bytes("blobs")}
+    FROM {{checkpoint_blobs}} WHERE thread_id = ANY(%(threads)s)
     UNION ALL
-    SELECT thread_id, pg_column_size(blob)
-    FROM {checkpoint_writes} WHERE thread_id = ANY(%(threads)s)
-) AS payload GROUP BY thread_id
+    SELECT thread_id, {row_bytes("writes")}
+    FROM {{checkpoint_writes}} WHERE thread_id = ANY(%(threads)s)
+) AS thread_rows GROUP BY thread_id
 """
 THREAD_EXISTS_SQL = "SELECT 1 FROM {checkpoints} WHERE thread_id = %(thread)s LIMIT 1"
 CHECKPOINT_EXISTS_SQL = """
@@ -261,9 +261,10 @@ def threads_command(
 
     One row per thread, most recently active first. Activity is the `ts` of
     its first and last checkpoint; recency is judged by checkpoint id (a
-    uuid6, ordered by time). Size is the stored (compressed) bytes of the
-    thread's checkpoint and metadata JSON, channel blobs and pending writes,
-    without row headers and indexes. SQL only: no value is decoded.
+    uuid6, ordered by time). Size is the stored (compressed) bytes of every
+    column of the thread's checkpoint, blob and write rows, without row
+    headers and indexes: the bytes stats and prune count for it too. SQL
+    only: no value is decoded.
 
     --json prints {"threads": [{"thread_id", "checkpoints", "namespaces",
     "first_activity", "last_activity", "size_bytes", "first_checkpoint_id",
