@@ -87,10 +87,7 @@ def run(argv: Sequence[str]) -> int:
     except ProblemsFound as exc:
         # The report that found them is printed; its last line counts them.
         return exc.exit_code
-    except click.UsageError as exc:
-        exc.show()
-        return exc.exit_code
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # usage errors: click's own message
         exc.show()
         return exc.exit_code
     except psycopg.Error as exc:
